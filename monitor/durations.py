@@ -15,6 +15,7 @@ __all__ = ["Duration", "format_duration", "parse_duration"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_FORMS = "use a number with a unit, e.g. 90s, 15m, 2h, 7d"
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 
 
@@ -24,18 +25,16 @@ def parse_duration(value: Any) -> float:
     Raises ``ValueError`` with a message that shows the accepted forms.
     """
     if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 90s, 15m, 2h, 7d")
+        raise ValueError(f"invalid duration {value!r}: {_FORMS}")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().lower()
         if not _WHOLE.fullmatch(text):
-            raise ValueError(
-                f"invalid duration {value!r}: use a number with a unit, e.g. 90s, 15m, 2h, 7d"
-            )
+            raise ValueError(f"invalid duration {value!r}: {_FORMS}")
         seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
     else:
-        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 90s, 15m, 2h, 7d")
+        raise ValueError(f"invalid duration {value!r}: {_FORMS}")
     if seconds <= 0:
         raise ValueError(f"invalid duration {value!r}: must be greater than zero")
     return seconds

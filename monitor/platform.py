@@ -1,4 +1,4 @@
-"""What a platform plugin implements (:class:`Platform`) and what it is handed (:class:`CheckContext`).
+"""What a platform plugin implements (:class:`Platform`) and is handed (:class:`CheckContext`).
 
 A plugin subclasses :class:`Platform`, optionally declares its settings as a subclass of
 :class:`PlatformSettings` (every endpoint it calls must be a setting, so tests can point it

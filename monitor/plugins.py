@@ -82,8 +82,9 @@ def load_plugins(
         try:
             candidates.append((ep.name, ep.load(), version))
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the others
-            log.error("plugin failed to import", plugin=ep.name, error=f"{type(exc).__name__}: {exc}")
-            loaded.append(LoadedPlugin(ep.name, version, error=f"import: {type(exc).__name__}: {exc}"))
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("plugin failed to import", plugin=ep.name, error=error)
+            loaded.append(LoadedPlugin(ep.name, version, error=f"import: {error}"))
     for name, obj in extra:
         if allowed(name):
             candidates.append((name, obj, None))
@@ -96,7 +97,7 @@ def load_plugins(
             loaded.append(LoadedPlugin(name, version, error=f"register: {exc}"))
             continue
         loaded.append(LoadedPlugin(name, version))
-    pm.check_pending()
+    _drop_pending(pm, loaded)
 
     platforms: dict[str, Platform] = {}
     by_name = {p.name: p for p in loaded if not p.error}
@@ -123,9 +124,27 @@ def load_plugins(
     return Plugins(pm=pm, platforms=platforms, loaded=loaded)
 
 
+def _drop_pending(pm: pluggy.PluginManager, loaded: list[LoadedPlugin]) -> None:
+    """``pm.check_pending()``, dropping each plugin with a misspelled hook implementation."""
+    while True:
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin) or "?"
+            log.error("plugin has an unknown hook; skipped", plugin=name, error=str(exc))
+            pm.unregister(exc.plugin)
+            for info in loaded:
+                if info.name == name:
+                    info.error = f"unknown hook: {exc}"
+        else:
+            return
+
+
 def _check_platform(platform: object) -> None:
     if not isinstance(platform, Platform):
-        raise TypeError(f"register() takes a monitor.platform.Platform, got {type(platform).__name__}")
+        raise TypeError(
+            f"register() takes a monitor.platform.Platform, got {type(platform).__name__}"
+        )
     name = platform.name
     if not name or not name.isidentifier() or name != name.lower():
         raise ValueError(f"platform name {name!r} must be a lower-case identifier")

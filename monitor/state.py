@@ -8,7 +8,7 @@ the newest post time never moves backwards.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from monitor.model import CheckResult
 
@@ -20,8 +20,9 @@ _KEEP_POSTS = max(POST_WINDOWS.values())
 
 
 def post_key(post_id: str | None, published_at: datetime) -> str:
-    """The identity of a post for counting: its id, else its time."""
-    return post_id if post_id else "@" + published_at.isoformat()
+    """The identity of a post for counting: its id, else its time (in UTC, so that the same
+    instant written with another offset is the same post)."""
+    return post_id if post_id else "@" + published_at.astimezone(UTC).isoformat()
 
 
 @dataclass

@@ -1,0 +1,223 @@
+"""The daemon: wires config, engine, scheduler, metrics and server, and runs until told to stop.
+
+Lifecycle:
+- start: load the config, open the store and load the last known state, serve ``/metrics``
+  with those values at once, then start checking (READY=1 to systemd);
+- SIGHUP: reload the config; a bad new config is logged and the old one kept;
+- SIGTERM/SIGINT: stop scheduling, cancel in-flight checks, close the store, exit 0
+  (bounded by :data:`STOP_TIMEOUT`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+from pathlib import Path
+
+import structlog
+
+from monitor import __version__
+from monitor.clock import Clock, SystemClock
+from monitor.config import ConfigError, load_config
+from monitor.engine import Engine
+from monitor.metrics import Metrics
+from monitor.model import Account
+from monitor.plugins import Plugins
+from monitor.scheduler import Scheduler
+from monitor.sdnotify import notify
+from monitor.server import bound_port, make_app, start_server
+
+__all__ = ["PRUNE_EVERY", "STOP_TIMEOUT", "Daemon"]
+
+log = structlog.get_logger("pantau.daemon")
+
+STOP_TIMEOUT = 8.0
+PRUNE_EVERY = 3600.0
+MAX_WAIT = 60.0
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: str | Path,
+        plugins: Plugins,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.config_path = Path(config_path)
+        self.plugins = plugins
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.environ = environ
+        self.scheduler = Scheduler(self.rng)
+        self.engine: Engine | None = None
+        self.metrics: Metrics | None = None
+        self.port: int | None = None
+        self.started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._reload = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sem = asyncio.Semaphore(1)
+        self._next_prune = 0.0
+
+    # -- control (signal handlers call these) ---------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        self._reload = True
+        self._wake.set()
+
+    # -- main -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until stopped. Raises ConfigError or StoreError if it cannot start."""
+        config = load_config(self.config_path, self.plugins.platforms, self.environ)
+        engine = await Engine.open(config, self.plugins, self.clock, self.rng)
+        self.engine = engine
+        metrics = Metrics(engine, __version__)
+        metrics.init_platforms(sorted({a.platform for a in config.accounts}))
+        engine.observers.append(metrics.observe_check)
+        self.metrics = metrics
+        try:
+            runner = await start_server(make_app(metrics, engine, clock=self.clock),
+                                        config.listen_host, config.listen_port)
+        except BaseException:
+            await engine.close()
+            raise
+        self.port = bound_port(runner)
+        self._sem = asyncio.Semaphore(config.check.concurrency)
+        self._install_signals()
+        try:
+            async with engine:
+                self.scheduler.plan(config.accounts, engine.states, self.clock.now())
+                log.info("pantau started", version=__version__, accounts=len(config.accounts),
+                         listen=f"{config.listen_host}:{self.port}", state=str(config.state))
+                notify("READY=1")
+                self.started.set()
+                await self._loop()
+                notify("STOPPING=1")
+                log.info("stopping", in_flight=len(self._tasks))
+                await self._cancel_checks()
+        finally:
+            self._remove_signals()
+            await runner.cleanup()
+            log.info("pantau stopped")
+
+    async def _loop(self) -> None:
+        engine = self.engine
+        assert engine is not None
+        while not self._stop.is_set():
+            if self._reload:
+                self._reload = False
+                await self.reload()
+            now = self.clock.now()
+            for account in self.scheduler.take_due(now):
+                task = asyncio.create_task(self._check(account))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if now.timestamp() >= self._next_prune:
+                self._next_prune = now.timestamp() + PRUNE_EVERY
+                self._spawn_prune()
+            next_due = self.scheduler.next_due()
+            wait = MAX_WAIT if next_due is None else next_due - now.timestamp()
+            await self._sleep(min(MAX_WAIT, max(0.0, wait)))
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        if self._stop.is_set() or self._reload:
+            return
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (sleeper, waker):
+                fut.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    async def _check(self, account: Account) -> None:
+        engine = self.engine
+        assert engine is not None
+        async with self._sem:
+            if self._stop.is_set():
+                return
+            result = await engine.check(account)
+        now = self.clock.now()
+        if result.reason == "rate_limited":
+            until = self.scheduler.pause(account.platform, now, result.retry_after)
+            log.warning("platform rate limited; pausing", platform=account.platform,
+                        until=until)
+        state = engine.states.get(account.key)
+        if state is not None:
+            self.scheduler.done(account, state, now)
+        self._wake.set()
+
+    def _spawn_prune(self) -> None:
+        engine = self.engine
+        assert engine is not None
+
+        async def prune() -> None:
+            try:
+                removed = await engine.store.prune(self.clock.now(), engine.config.retention)
+            except Exception as exc:  # noqa: BLE001 - pruning is housekeeping, never fatal
+                log.warning("pruning history failed", error=str(exc))
+            else:
+                if removed:
+                    log.info("pruned old check history", rows=removed)
+
+        task = asyncio.create_task(prune())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> bool:
+        """Load the config again; keep the old one if the new one is invalid."""
+        engine = self.engine
+        assert engine is not None
+        notify("RELOADING=1")
+        try:
+            try:
+                config = load_config(self.config_path, self.plugins.platforms, self.environ)
+            except ConfigError as exc:
+                log.error("reload failed; keeping the previous config", error=str(exc))
+                return False
+            old = engine.config
+            if (config.listen_host, config.listen_port) != (old.listen_host, old.listen_port):
+                log.warning("listen address changed; it takes effect at the next restart")
+            if config.state != old.state:
+                log.warning("state path changed; it takes effect at the next restart")
+            engine.apply_config(config)
+            if self.metrics is not None:
+                self.metrics.init_platforms(sorted({a.platform for a in config.accounts}))
+            self._sem = asyncio.Semaphore(config.check.concurrency)
+            self.scheduler.plan(config.accounts, engine.states, self.clock.now())
+            log.info("config reloaded", accounts=len(config.accounts))
+            return True
+        finally:
+            notify("READY=1")
+
+    async def _cancel_checks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+
+    # -- signals --------------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+            loop.add_signal_handler(signal.SIGINT, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)

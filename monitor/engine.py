@@ -1,0 +1,149 @@
+"""What ``pantau check`` and ``pantau run`` share: config, store, HTTP client, checker, state.
+
+:meth:`Engine.check` is the one path of a check: run it (isolated), apply the result to the
+account's state, commit it to the store, and only then report it (in memory, to metrics).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from monitor.checker import Checker
+from monitor.clock import Clock
+from monitor.config import AgencyInfo, Config
+from monitor.http import HttpClient, Validators, default_user_agent
+from monitor.logs import register_secrets
+from monitor.model import Account, CheckResult
+from monitor.plugins import Plugins
+from monitor.secrets import Secret
+from monitor.state import AccountState
+from monitor.store import Store, StoreError
+
+__all__ = ["Engine"]
+
+log = structlog.get_logger("pantau.engine")
+Key = tuple[str, str, str]
+
+
+class Engine:
+    """Holds the live pieces. It is also the metrics view (accounts, states, now)."""
+
+    def __init__(
+        self,
+        config: Config,
+        plugins: Plugins,
+        store: Store,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.plugins = plugins
+        self.store = store
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.states: dict[Key, AccountState] = {}
+        self.validators: dict[str, Validators] = {}
+        self.memos: dict[Key, dict[str, Any]] = {}
+        self.http = HttpClient(
+            user_agent=default_user_agent(), validators=self, clock=clock, rng=self.rng
+        )
+        self.config = config
+        self.checker = Checker(self.http, plugins.platforms, config.platforms, clock)
+        self.observers: list[Callable[[CheckResult], None]] = []
+        self.store_error: str | None = None
+        self.apply_config(config)
+
+    @classmethod
+    async def open(
+        cls, config: Config, plugins: Plugins, clock: Clock, rng: random.Random | None = None
+    ) -> Engine:
+        """Open the store named by the config and load the last known state from it."""
+        store = await Store.open(config.state)
+        engine = cls(config, plugins, store, clock, rng)
+        stored = await store.load()
+        engine.states.update(stored.accounts)
+        engine.validators.update(stored.validators)
+        engine.memos.update(stored.memos)
+        return engine
+
+    async def __aenter__(self) -> Engine:
+        await self.http.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.http.close()
+        await self.store.close()
+
+    # -- configuration --------------------------------------------------------------------
+    def apply_config(self, config: Config) -> None:
+        """Switch to a (validated) config. Secrets in it are registered for log scrubbing."""
+        self.config = config
+        self.checker.settings = config.platforms
+        register_secrets(
+            value.get()
+            for settings in config.platforms.values()
+            for value in dict(settings).values()
+            if isinstance(value, Secret)
+        )
+
+    # -- the MetricsView protocol ---------------------------------------------------------
+    @property
+    def accounts(self) -> Sequence[Account]:
+        return self.config.accounts
+
+    @property
+    def agencies(self) -> Sequence[AgencyInfo]:
+        return self.config.agencies
+
+    @property
+    def missing(self) -> Sequence[tuple[str, str]]:
+        return self.config.missing
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # -- the ValidatorSource protocol -----------------------------------------------------
+    def get_validators(self, url: str) -> Validators | None:
+        return self.validators.get(url)
+
+    # -- readiness ------------------------------------------------------------------------
+    def ready(self) -> tuple[bool, dict[str, bool]]:
+        parts = {
+            "store": self.store_error is None,
+            "config": self.config is not None,
+            "plugins": bool(self.plugins.platforms),
+        }
+        return all(parts.values()), parts
+
+    # -- checking -------------------------------------------------------------------------
+    async def check(self, account: Account) -> CheckResult:
+        """Check one account, commit the result, then update memory and tell the observers."""
+        key = account.key
+        outcome = await self.checker.check(account, self.memos.get(key))
+        result = outcome.result
+        state = self.states.get(key, AccountState()).apply(result)
+        try:
+            await self.store.record(result, state, validators=outcome.validators, memo=outcome.memo)
+        except StoreError as exc:
+            if self.store_error is None:
+                log.error("state store write failed; serving last values", error=str(exc))
+            self.store_error = str(exc)
+        else:
+            if self.store_error is not None:
+                log.info("state store writable again")
+            self.store_error = None
+        self.states[key] = state
+        self.validators.update(outcome.validators)
+        if outcome.memo is not None:
+            self.memos[key] = outcome.memo
+        for observe in self.observers:
+            observe(result)
+        return result
+

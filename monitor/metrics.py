@@ -1,0 +1,378 @@
+"""Prometheus metrics: a collector over the current state, and the counters that accumulate.
+
+:class:`PantauCollector` builds fresh metric families from a :class:`MetricsView` on every
+scrape, so /metrics always shows what the daemon knows right now (and, after a restart, what
+the store knew: the daemon fills the view before it serves). :class:`Metrics` owns a private
+registry holding that collector plus the check-duration histogram and the error counter.
+
+Only configured accounts are exported; a series appears only once its value is known, so
+``time() - pantau_last_post_timestamp_seconds`` never compares against a made-up zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+from monitor.model import REASONS, Account, CheckResult
+from monitor.state import POST_WINDOWS, AccountState
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "AgencyInfo",
+    "AgencyLike",
+    "Metrics",
+    "MetricsView",
+    "PantauCollector",
+]
+
+#: Buckets of ``pantau_check_duration_seconds``: a fast feed (50 ms) up to a slow page (60 s).
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, float("inf"),
+)
+
+_ACCOUNT_LABELS = ("agency", "platform", "account")
+
+
+class AgencyLike(Protocol):
+    """Anything with an agency's ``id``, ``name`` and ``group`` (the config's agency model)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def group(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class AgencyInfo:
+    """An agency as the metrics see it (for ``pantau_agency_info``)."""
+
+    id: str
+    name: str
+    group: str
+
+
+class MetricsView(Protocol):
+    """What the collector reads on each scrape. The daemon implements it over its state."""
+
+    @property
+    def accounts(self) -> Sequence[Account]:
+        """Every configured account."""
+
+    @property
+    def agencies(self) -> Sequence[AgencyLike]:
+        """Every configured agency."""
+
+    @property
+    def missing(self) -> Sequence[tuple[str, str]]:
+        """``(agency, platform)`` pairs that are expected but have no account configured."""
+
+    @property
+    def states(self) -> Mapping[tuple[str, str, str], AccountState]:
+        """The last known state of each account, by :attr:`Account.key`."""
+
+    def now(self) -> datetime:
+        """The current time (timezone-aware UTC), the end of the ``pantau_posts`` windows."""
+
+
+class PantauCollector(Collector):
+    """Exports the configured accounts and their last known state, built afresh per scrape.
+
+    A scrape looks like this (``# HELP`` lines left out; ``{...}`` stands for the account
+    labels ``account="dinsos.cilegon",agency="dinsos",platform="instagram"``)::
+
+        # TYPE pantau_last_post_timestamp_seconds gauge
+        pantau_last_post_timestamp_seconds{...} 1.7636089e+09
+        # TYPE pantau_last_check_timestamp_seconds gauge
+        pantau_last_check_timestamp_seconds{...} 1.7637e+09
+        # TYPE pantau_last_success_timestamp_seconds gauge
+        pantau_last_success_timestamp_seconds{...} 1.7637e+09
+        # TYPE pantau_check_success gauge
+        pantau_check_success{account="dinsos.cilegon",agency="dinsos",platform="instagram"} 1.0
+        # TYPE pantau_silence_threshold_seconds gauge
+        pantau_silence_threshold_seconds{...} 1.2096e+06
+        # TYPE pantau_posts gauge
+        pantau_posts{...,window="7d"} 3.0
+        pantau_posts{...,window="30d"} 11.0
+        # TYPE pantau_account_missing gauge
+        pantau_account_missing{agency="dinsos",platform="facebook"} 1.0
+        # TYPE pantau_agency_info gauge
+        pantau_agency_info{agency="dinsos",group="dinas",name="Dinas Sosial Kota Cilegon"} 1.0
+        # TYPE pantau_build_info gauge
+        pantau_build_info{version="0.1.0"} 1.0
+
+    ``pantau_last_post_timestamp_seconds``, ``..._last_check_...``, ``..._last_success_...``
+    and ``pantau_check_success`` appear only once known; ``pantau_posts`` once the account
+    has had a successful check; ``pantau_silence_threshold_seconds`` always. The histogram
+    and counter of :class:`Metrics` follow on the same registry.
+    """
+
+    def __init__(self, view: MetricsView, version: str) -> None:
+        self._view = view
+        self._version = version
+        self._labels: dict[tuple[str, str, str], str] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the gauge families for the view as it is now."""
+        view = self._view
+        last_post = _Gauge(
+            "pantau_last_post_timestamp_seconds",
+            "Time of the newest post seen (Unix seconds); kept through failed checks.",
+            _ACCOUNT_LABELS,
+        )
+        last_check = _Gauge(
+            "pantau_last_check_timestamp_seconds",
+            "When the account was last checked.",
+            _ACCOUNT_LABELS,
+        )
+        last_success = _Gauge(
+            "pantau_last_success_timestamp_seconds",
+            "When a check of the account last succeeded.",
+            _ACCOUNT_LABELS,
+        )
+        success = _Gauge(
+            "pantau_check_success",
+            "1 if the last check of the account succeeded, else 0.",
+            _ACCOUNT_LABELS,
+        )
+        threshold = _Gauge(
+            "pantau_silence_threshold_seconds",
+            "Silence threshold configured for the account (seconds without a post).",
+            _ACCOUNT_LABELS,
+        )
+        posts = _Gauge(
+            "pantau_posts",
+            "Posts seen in the window (label window: 7d or 30d).",
+            (*_ACCOUNT_LABELS, "window"),
+        )
+        windows = [(w, length, f',window="{w}"') for w, length in POST_WINDOWS.items()]
+        now = view.now()
+        states = view.states
+        seen: dict[tuple[str, str, str], str] = {}
+        for account in view.accounts:
+            key = account.key
+            if key in seen:  # a duplicate would make the whole exposition invalid
+                continue
+            text = seen[key] = self._label_text(key)
+            labels = list(key)
+            threshold.add(labels, text, account.silence_after)
+            state = states.get(key)
+            if state is None:
+                continue
+            if state.last_post_at is not None:
+                last_post.add(labels, text, state.last_post_at.timestamp())
+            if state.last_check_at is not None:
+                last_check.add(labels, text, state.last_check_at.timestamp())
+            if state.last_success_at is not None:
+                last_success.add(labels, text, state.last_success_at.timestamp())
+                for window, length, suffix in windows:
+                    posts.add([*labels, window], text + suffix, state.post_count(now, length))
+            if state.ok is not None:
+                success.add(labels, text, 1.0 if state.ok else 0.0)
+        if len(self._labels) > 2 * len(seen) + 64:  # forget accounts no longer configured
+            self._labels = seen
+        yield from (last_post, last_check, last_success, success, threshold, posts)
+        yield self._missing()
+        yield self._agencies()
+        build = _Gauge("pantau_build_info", "pantau's version; always 1.", ("version",))
+        build.add([self._version], _label_text(("version",), (self._version,)), 1.0)
+        yield build
+
+    def _label_text(self, key: tuple[str, str, str]) -> str:
+        text = self._labels.get(key)
+        if text is None:
+            text = self._labels[key] = _label_text(_ACCOUNT_LABELS, key)
+        return text
+
+    def _missing(self) -> _Gauge:
+        family = _Gauge(
+            "pantau_account_missing",
+            "1 for each platform an agency is expected to use but has no account configured.",
+            ("agency", "platform"),
+        )
+        for pair in dict.fromkeys(self._view.missing):
+            family.add(list(pair), _label_text(("agency", "platform"), pair), 1.0)
+        return family
+
+    def _agencies(self) -> _Gauge:
+        names = ("agency", "name", "group")
+        family = _Gauge(
+            "pantau_agency_info", "Each configured agency, with its name and group; always 1.",
+            names,
+        )
+        seen: set[str] = set()
+        for agency in self._view.agencies:
+            if agency.id in seen:
+                continue
+            seen.add(agency.id)
+            values = (agency.id, agency.name, agency.group or "")
+            family.add(list(values), _label_text(names, values), 1.0)
+        return family
+
+
+class _Gauge(Metric):
+    """A gauge family that keeps its text exposition, written as samples are added.
+
+    :meth:`Metrics.render` uses that text instead of formatting each sample again with
+    ``generate_latest`` (which escapes every label of every sample), and the ``Sample``
+    objects are built only when someone reads :attr:`samples` (``get_sample_value``, other
+    encoders). Together about 4x faster per scrape. The text is byte-for-byte what
+    ``generate_latest`` writes; a test holds it to that.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+        self._rows: list[tuple[list[str], float]] = []
+        self._built: list[Sample] = []
+        super().__init__(name, documentation, "gauge")
+        self._labelnames = tuple(labels)
+        self.lines: list[str] = []
+
+    @property  # type: ignore[override]
+    def samples(self) -> list[Sample]:
+        """The samples, built from the rows added so far."""
+        if len(self._built) < len(self._rows):
+            names = self._labelnames
+            self._built.extend(
+                Sample(self.name, dict(zip(names, values, strict=True)), value)
+                for values, value in self._rows[len(self._built):]
+            )
+        return self._built
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        # Metric.__init__ starts with an empty list; samples are added with add() only, so the
+        # text and the samples cannot disagree.
+        if value:
+            raise AttributeError("add samples to a _Gauge with add()")
+
+    def add(self, labels: list[str], label_text: str, value: float) -> None:
+        """Add a sample; ``label_text`` is :func:`_label_text` of ``labels``."""
+        self._rows.append((labels, value))
+        self.lines.append(f"{self.name}{{{label_text}}} {floatToGoString(value)}\n")
+
+    def exposition(self) -> str:
+        """The family in Prometheus text format 0.0.4."""
+        doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {self.name} {doc}\n# TYPE {self.name} gauge\n" + "".join(self.lines)
+
+
+def _label_text(names: Sequence[str], values: Sequence[str]) -> str:
+    """``a="1",b="2"``: labels sorted by name, values escaped, as in the text format."""
+    return ",".join(
+        f'{name}="{_escape(value)}"' for name, value in sorted(zip(names, values, strict=True))
+    )
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+class _WithoutCreated(Collector):
+    """Serves counters and histograms without their ``*_created`` series.
+
+    prometheus_client adds a ``_created`` gauge per labelled child; pantau does not promise
+    those names, and turning them off globally (``disable_created_metrics``) would reach
+    beyond this registry.
+    """
+
+    def __init__(self, *collectors: Collector) -> None:
+        self._collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self._collectors:
+            for metric in collector.collect():
+                created = metric.name + "_created"
+                metric.samples = [s for s in metric.samples if s.name != created]
+                yield metric
+
+
+class Metrics:
+    """Owns pantau's registry: the state collector plus the series that accumulate.
+
+    ``registry`` is private (never prometheus_client's global ``REGISTRY``), so several
+    daemons or tests in one process do not collide.
+    """
+
+    def __init__(
+        self, view: MetricsView, version: str, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.collector = PantauCollector(view, version)
+        self._durations = Histogram(
+            "pantau_check_duration_seconds",
+            "How long checks took, per platform.",
+            labelnames=("platform",),
+            buckets=DURATION_BUCKETS,
+            registry=None,
+        )
+        self._errors = Counter(
+            "pantau_check_errors",
+            "Failed checks, per platform and reason.",
+            labelnames=("platform", "reason"),
+            registry=None,
+        )
+        self.registry.register(self.collector)
+        self.registry.register(_WithoutCreated(self._durations, self._errors))
+
+    def init_platforms(self, names: Iterable[str]) -> None:
+        """Create the zero series of these platforms (every reason), so rate() works at once."""
+        for name in names:
+            self._durations.labels(name)
+            for reason in REASONS:
+                self._errors.labels(name, reason)
+
+    def observe_check(self, result: CheckResult) -> None:
+        """Record one check: its duration, and on failure one error of its reason.
+
+        A reason outside :data:`monitor.model.REASONS` is counted as ``internal`` so the label
+        set stays the documented one.
+        """
+        platform = result.account.platform
+        self._durations.labels(platform).observe(max(0.0, result.duration))
+        if not result.ok:
+            reason = result.reason if result.reason in REASONS else "internal"
+            self._errors.labels(platform, reason).inc()
+
+    def register(self, collector: Collector) -> None:
+        """Add another collector (from the core or a plugin) to pantau's registry."""
+        self.registry.register(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        """Remove a collector added with :meth:`register`."""
+        self.registry.unregister(collector)
+
+    def render(self) -> bytes:
+        """The exposition of the registry in Prometheus text format 0.0.4.
+
+        Equal to ``generate_latest(self.registry)``, only faster: pantau's own gauges come
+        pre-formatted; every other family goes through ``generate_latest``.
+        """
+        parts: list[bytes] = []
+        for metric in self.registry.collect():
+            if isinstance(metric, _Gauge):
+                parts.append(metric.exposition().encode())
+            else:
+                parts.append(generate_latest(_One(metric)))
+        return b"".join(parts)
+
+
+class _One(Collector):
+    """A collector of one already collected family (to format it with ``generate_latest``)."""
+
+    def __init__(self, metric: Metric) -> None:
+        self._metric = metric
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._metric

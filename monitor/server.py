@@ -1,0 +1,174 @@
+"""The HTTP side of pantau: an aiohttp app serving /metrics, /healthz and /readyz.
+
+``/healthz`` answers as long as the event loop serves requests: that is all it proves.
+``/readyz`` asks a :class:`Readiness` (the daemon) whether the store, the config and the
+plugins are ready, and says which part is not. ``/metrics`` renders the registry of
+:class:`monitor.metrics.Metrics` in the Prometheus text format, gzipped when the client asks.
+
+Access logs go through structlog at debug level (never aiohttp's own format on stdout).
+"""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractAccessLogger
+
+from monitor.clock import Clock, SystemClock
+from monitor.metrics import Metrics
+
+__all__ = [
+    "CLOCK_KEY",
+    "CONTENT_TYPE",
+    "METRICS_KEY",
+    "READINESS_KEY",
+    "Readiness",
+    "bound_port",
+    "make_app",
+    "start_server",
+]
+
+#: The Prometheus text format pantau serves (prometheus_client >= 0.22 calls 1.0.0 "latest").
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: A render slower than this (seconds) is logged as a warning: scrapes share the event loop.
+SLOW_RENDER = 0.05
+#: Bodies smaller than this are not worth gzipping.
+_GZIP_MIN = 1024
+
+log = structlog.get_logger("pantau.server")
+
+
+class Readiness(Protocol):
+    """What /readyz asks: overall readiness and its parts (``store``, ``config``, ``plugins``)."""
+
+    def ready(self) -> tuple[bool, dict[str, bool]]: ...
+
+
+METRICS_KEY = web.AppKey("metrics", Metrics)
+READINESS_KEY = web.AppKey("readiness", Readiness)
+CLOCK_KEY = web.AppKey("clock", Clock)
+
+_INDEX = """pantau: watches agencies' public channels
+
+/metrics  Prometheus metrics
+/healthz  200 while the daemon's event loop serves
+/readyz   200 when store, config and plugins are ready; 503 names what is not
+"""
+
+
+def make_app(
+    metrics: Metrics, readiness: Readiness, *, clock: Clock | None = None
+) -> web.Application:
+    """The aiohttp application. ``clock`` times /metrics renders (default: the system clock)."""
+    app = web.Application()
+    app[METRICS_KEY] = metrics
+    app[READINESS_KEY] = readiness
+    app[CLOCK_KEY] = clock if clock is not None else SystemClock()
+    app.router.add_get("/", _index)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    return app
+
+
+async def _index(request: web.Request) -> web.Response:
+    return web.Response(text=_INDEX)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    try:
+        ready, checks = request.app[READINESS_KEY].ready()
+    except Exception:
+        log.exception("readiness check failed")
+        return web.json_response(
+            {"ready": False, "checks": {}, "failing": [], "error": "readiness check failed"},
+            status=503,
+        )
+    checks = {name: bool(ok) for name, ok in checks.items()}
+    failing = sorted(name for name, ok in checks.items() if not ok)
+    body: dict[str, Any] = {"ready": bool(ready), "checks": checks}
+    if not ready:
+        body["failing"] = failing
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    clock = request.app[CLOCK_KEY]
+    started = clock.monotonic()
+    body = request.app[METRICS_KEY].render()
+    headers = {hdrs.CONTENT_TYPE: CONTENT_TYPE}
+    if len(body) >= _GZIP_MIN and _accepts_gzip(request):
+        body = gzip.compress(body, compresslevel=6)
+        headers[hdrs.CONTENT_ENCODING] = "gzip"
+        headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
+    elapsed = clock.monotonic() - started
+    if elapsed > SLOW_RENDER:
+        log.warning("slow metrics render", seconds=round(elapsed, 4), bytes=len(body))
+    return web.Response(body=body, headers=headers)
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    """Whether Accept-Encoding lists gzip with a non-zero quality."""
+    for part in request.headers.get(hdrs.ACCEPT_ENCODING, "").split(","):
+        coding, *params = part.split(";")
+        if coding.strip().lower() != "gzip":
+            continue
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
+class _AccessLogger(AbstractAccessLogger):
+    """aiohttp's access log, as structlog debug events."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        log.debug(
+            "http request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            seconds=round(time, 4),
+        )
+
+
+async def start_server(
+    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 5.0
+) -> web.AppRunner:
+    """Serve ``app`` on ``host:port`` (port 0: any free port, see :func:`bound_port`).
+
+    Returns the runner; the caller stops the server with ``await runner.cleanup()``.
+    """
+    runner = web.AppRunner(
+        app, access_log_class=_AccessLogger, handle_signals=False,
+        shutdown_timeout=shutdown_timeout,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    log.info("serving", host=host, port=bound_port(runner))
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port the runner's first site listens on."""
+    addresses = runner.addresses
+    if not addresses:
+        raise RuntimeError("the server is not listening")
+    return int(addresses[0][1])

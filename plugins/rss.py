@@ -1,0 +1,124 @@
+"""The ``rss`` platform: an RSS 0.9x/2.0, RSS 1.0 (RDF) or Atom feed, by its URL.
+
+One conditional GET per check (ETag / Last-Modified kept by the HTTP client); a 304 or an
+identical body is reported as unchanged without parsing. Otherwise the body is parsed off the
+event loop by :func:`plugins.feeds.parse_feed`, which takes the newest entry date, never the
+first entry. Settings under ``platforms.rss``::
+
+    rss:
+      future_skew: 1d                # entries dated further ahead are ignored
+      default_timezone: Asia/Jakarta # the zone of dates written without one
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from monitor import hookimpl
+from monitor.durations import Duration
+from monitor.model import Observation
+from monitor.platform import CheckContext, Platform, PlatformSettings
+from plugins.feeds import parse_feed
+
+__all__ = ["RssPlatform", "RssSettings", "register_platforms"]
+
+#: Feed types first; some servers negotiate, and a few answer */* with HTML.
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
+)
+
+
+class RssSettings(PlatformSettings):
+    """``platforms.rss`` in the config."""
+
+    future_skew: Duration = Field(
+        default="1d",
+        validate_default=True,
+        description="entries dated further than this in the future are ignored",
+    )
+    default_timezone: str = Field(
+        default="Asia/Jakarta", description="IANA zone of feed dates written without a zone"
+    )
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as Asia/Jakarta"
+            ) from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The default zone as a tzinfo."""
+        return ZoneInfo(self.default_timezone)
+
+
+class RssPlatform(Platform):
+    """A feed URL; the newest entry's ``published`` (or ``updated``) date."""
+
+    name = "rss"
+    settings_model = RssSettings
+
+    def normalize(self, account: str) -> str:
+        """An absolute http(s) URL with the scheme and host lower-cased; path and query kept.
+
+        The fragment is dropped (it is never sent). A URL carrying a user name or password is
+        refused without echoing it: account names end up in metrics and logs.
+        """
+        value = account.strip()
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"expected an http(s) feed URL, got {account!r}") from None
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+            raise ValueError(f"expected an http(s) feed URL, got {account!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("a feed URL must not contain a user name or password")
+        host = parts.hostname  # already lower-case
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host if port is None else f"{host}:{port}"
+        return urlunsplit((scheme, netloc, parts.path, parts.query, ""))
+
+    def url(self, account: str) -> str:
+        """The feed URL itself."""
+        return account
+
+    async def latest(self, account: str, ctx: CheckContext) -> Observation:
+        """Fetch the feed (conditionally) and report its newest dated entry."""
+        settings = ctx.settings if isinstance(ctx.settings, RssSettings) else RssSettings()
+        resp = await ctx.http.get(account, headers={"Accept": ACCEPT}, conditional=True)
+        resp.raise_for_status()
+        if resp.unchanged:
+            ctx.log.debug("feed unchanged", status=resp.status)
+            return Observation.not_modified("feed")
+        posts = await asyncio.to_thread(
+            parse_feed,
+            resp.body,
+            now=ctx.clock.now(),
+            default_tz=settings.tz,
+            future_skew=timedelta(seconds=settings.future_skew),
+            content_type=resp.headers.get("Content-Type"),
+            base_url=str(resp.url),
+        )
+        ctx.log.debug("feed parsed", posts=len(posts), bytes=len(resp.body))
+        return Observation.from_posts(posts, method="feed")
+
+
+@hookimpl
+def register_platforms(register: Callable[[Platform], None]) -> None:
+    """Provide the ``rss`` platform."""
+    register(RssPlatform())
