@@ -69,7 +69,9 @@ class Checker:
         platforms: Mapping[str, Platform],
         settings: Mapping[str, PlatformSettings],
         clock: Clock,
+        grace: float = GRACE,
     ) -> None:
+        self.grace = grace
         self.http = http
         self.platforms = platforms
         self.settings = settings
@@ -95,7 +97,7 @@ class Checker:
             agency=account.agency, platform=account.platform, account=account.account
         ):
             try:
-                async with asyncio.timeout(account.timeout + GRACE):
+                async with asyncio.timeout(account.timeout + self.grace):
                     observation = await platform.latest(account.account, ctx)
                 if not isinstance(observation, Observation):
                     raise InternalError(

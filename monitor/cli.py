@@ -129,17 +129,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     plugins = load_plugins()
     if args.command == "plugins":
         return commands.plugins(plugins, args.format)
+    if args.command == "run":
+        return asyncio.run(commands.run(args.config, plugins))
     config = _load(args.config, plugins)
     if args.command == "validate":
         return commands.validate(config, plugins)
     if args.command == "status":
         return asyncio.run(commands.status(config, plugins, args.format, SystemClock()))
-    if args.command == "check":
-        return asyncio.run(
-            commands.check(config, plugins, args.format, SystemClock(),
-                           agencies=args.agency, platforms=args.platform)
-        )
-    return asyncio.run(commands.run(args.config, plugins))
+    return asyncio.run(
+        commands.check(config, plugins, args.format, SystemClock(),
+                       agencies=args.agency, platforms=args.platform)
+    )
 
 
 def _load(path: str, plugins: Plugins) -> Config:

@@ -161,8 +161,8 @@ def parse_listen(value: str) -> tuple[str, int]:
             raise ValueError(f"missing host; {_LISTEN_HINT} (0.0.0.0 listens on every interface)")
         if not _HOSTNAME.fullmatch(host):
             raise ValueError(f"invalid host {host!r}; {_LISTEN_HINT}")
-    if not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
-        raise ValueError(f"invalid port {port!r}: expected a number from 1 to 65535")
+    if not _PORT.fullmatch(port) or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid port {port!r}: expected a number from 0 (any free port) to 65535")
     return host, int(port)
 
 
@@ -612,7 +612,7 @@ def load_config(
 
     for name in expect:
         if name not in platforms:
-            log.warning("expected platform has no plugin installed: every agency is reported "
+            log.info("expected platform has no plugin installed: every agency is reported "
                         "missing on it", platform=name, config=str(source))
     host, port = parse_listen(top.listen)
     return Config(

@@ -47,13 +47,16 @@ class Daemon:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         environ: dict[str, str] | None = None,
+        scheduler: Scheduler | None = None,
+        grace: float | None = None,
     ) -> None:
         self.config_path = Path(config_path)
         self.plugins = plugins
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self.environ = environ
-        self.scheduler = Scheduler(self.rng)
+        self.scheduler = scheduler if scheduler is not None else Scheduler(self.rng)
+        self.grace = grace
         self.engine: Engine | None = None
         self.metrics: Metrics | None = None
         self.port: int | None = None
@@ -80,6 +83,8 @@ class Daemon:
         config = load_config(self.config_path, self.plugins.platforms, self.environ)
         engine = await Engine.open(config, self.plugins, self.clock, self.rng)
         self.engine = engine
+        if self.grace is not None:
+            engine.checker.grace = self.grace
         metrics = Metrics(engine, __version__)
         metrics.init_platforms(sorted({a.platform for a in config.accounts}))
         engine.observers.append(metrics.observe_check)

@@ -42,7 +42,7 @@ def parse_duration(value: Any) -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest exact form: 604800 -> ``7d``, 5400 -> ``90m``, 90 -> ``90s``."""
-    for unit in ("w", "d", "h", "m"):
+    for unit in ("d", "h", "m"):
         size = _UNITS[unit]
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"

@@ -33,8 +33,9 @@ Key = tuple[str, str, str]
 class Scheduler:
     """A heap of (due time, key). Times are POSIX seconds from the injected clock."""
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self, rng: random.Random | None = None, spread: float = SPREAD) -> None:
         self.rng = rng or random.Random()
+        self.spread = spread
         self._heap: list[tuple[float, int, Key]] = []
         self._due: dict[Key, float] = {}
         self._accounts: dict[Key, Account] = {}
@@ -62,11 +63,11 @@ class Scheduler:
                 continue
             state = states.get(key)
             if state is None or state.last_check_at is None:
-                self._push(key, t + self.rng.uniform(0, SPREAD))
+                self._push(key, t + self.rng.uniform(0, self.spread))
                 continue
             due = state.last_check_at.timestamp() + self.delay(account, state)
             if due <= t:
-                due = t + self.rng.uniform(0, SPREAD)
+                due = t + self.rng.uniform(0, self.spread)
             self._push(key, due)
 
     def delay(self, account: Account, state: AccountState | None) -> float:
@@ -105,7 +106,7 @@ class Scheduler:
             account = self._accounts[key]
             until = self._paused.get(account.platform, 0.0)
             if until > t:
-                self._push(key, until + self.rng.uniform(0, SPREAD))
+                self._push(key, until + self.rng.uniform(0, self.spread))
                 continue
             del self._due[key]
             ready.append(account)

@@ -49,7 +49,7 @@ def test_parse_duration_rejects(text: object, phrase: str) -> None:
 
 
 @pytest.mark.parametrize(("seconds", "text"), [
-    (604800, "1w"), (86400 * 3, "3d"), (7200, "2h"), (5400, "90m"), (90, "90s"), (1.5, "1.5s"),
+    (604800, "7d"), (86400 * 3, "3d"), (7200, "2h"), (5400, "90m"), (90, "90s"), (1.5, "1.5s"),
 ])
 def test_format_duration_is_exact_and_short(seconds: float, text: str) -> None:
     """format_duration gives the shortest exact form, and it parses back to the same value."""
