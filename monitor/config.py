@@ -162,7 +162,7 @@ def parse_listen(value: str) -> tuple[str, int]:
         if not _HOSTNAME.fullmatch(host):
             raise ValueError(f"invalid host {host!r}; {_LISTEN_HINT}")
     if not _PORT.fullmatch(port) or not 0 <= int(port) <= 65535:
-        raise ValueError(f"invalid port {port!r}: expected a number from 0 (any free port) to 65535")
+        raise ValueError(f"invalid port {port!r}: expected a number from 0 (any free) to 65535")
     return host, int(port)
 
 

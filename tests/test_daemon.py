@@ -280,3 +280,74 @@ async def test_stop_cancels_in_flight_checks_promptly(tmp_path, scripted):
     daemon.request_stop()
     await asyncio.wait_for(task, timeout=10)
     assert loop.time() - t0 < 2
+
+
+# -- conditional GET through the whole path, and logs bound per check ---------------------------
+
+async def test_validators_are_committed_and_reused_after_restart(tmp_path, aiohttp_server):
+    """A feed's ETag is stored with a successful check, sent after a restart, and a 304
+    keeps the last post without parsing."""
+    from fakes.feeds import FeedFake, FeedRoute, make_app, rss, rss_item
+
+    fake = FeedFake(routes={"/feed/": FeedRoute(body=rss([
+        rss_item("Rakor", pub_date="Rab, 09 Okt 2024 09:30:00 WIB")]))})
+    server = await aiohttp_server(make_app(fake))
+    path = tmp_path / "pantau.yaml"
+    path.write_text(
+        f"state: {tmp_path / 'pantau.db'}\nagencies:\n  - id: dinsos\n    name: Dinas Sosial\n"
+        f"    accounts: {{rss: '{server.make_url('/feed/')}'}}\n")
+    plugins = load_plugins(environ={"PANTAU_PLUGINS": "rss"})
+    config = load_config(path, plugins.platforms)
+    [account] = config.accounts
+    newest = datetime(2024, 10, 9, 2, 30, tzinfo=UTC)
+    for _ in range(2):  # the second engine is a restart: validators come from the store
+        engine = await Engine.open(config, plugins, FakeClock(NOW))
+        async with engine:
+            result = await engine.check(account)
+        assert result.ok and engine.states[account.key].last_post_at == newest
+    assert fake.bodies_sent == 1 and fake.not_modified_sent == 1
+    assert fake.requests[-1].get("If-None-Match") == fake.routes["/feed/"].etag_value
+    assert result.observation.unchanged  # the 304 was not parsed
+
+
+async def test_log_lines_of_a_check_carry_agency_platform_account(tmp_path, scripted):
+    """Everything logged during a check is bound to its agency, platform and account."""
+    from structlog.testing import capture_logs
+
+    platform, plugins = scripted
+    config = load_config(_config(tmp_path, ["raise-a"]), plugins.platforms)
+    engine = await Engine.open(config, plugins, FakeClock(NOW))
+    with capture_logs(processors=[structlog_merge]) as logs:
+        async with engine:
+            await engine.check(config.accounts[0])
+    [entry] = [e for e in logs if e["event"] == "plugin raised"]
+    assert (entry["agency"], entry["platform"], entry["account"]) == (
+        "dinsos", "scripted", "raise-a")
+
+
+def structlog_merge(logger, name, event):  # noqa: ANN001, ANN201
+    import structlog
+
+    return structlog.contextvars.merge_contextvars(logger, name, event)
+
+
+async def test_failed_check_stores_no_validators(tmp_path, aiohttp_server):
+    """A 200 that fails to parse (a login page with an ETag) leaves no validator behind, so
+    the next check fetches the body again instead of trusting a 304."""
+    from fakes.feeds import HTML_LOGIN_PAGE, FeedFake, FeedRoute, make_app
+
+    fake = FeedFake(routes={"/feed/": FeedRoute(body=HTML_LOGIN_PAGE, content_type="text/html")})
+    server = await aiohttp_server(make_app(fake))
+    path = tmp_path / "pantau.yaml"
+    path.write_text(
+        f"state: {tmp_path / 'pantau.db'}\nagencies:\n  - id: dinsos\n    name: Dinas Sosial\n"
+        f"    accounts: {{rss: '{server.make_url('/feed/')}'}}\n")
+    plugins = load_plugins(environ={"PANTAU_PLUGINS": "rss"})
+    config = load_config(path, plugins.platforms)
+    engine = await Engine.open(config, plugins, FakeClock(NOW))
+    async with engine:
+        first = await engine.check(config.accounts[0])
+        second = await engine.check(config.accounts[0])
+    assert (first.reason, second.reason) == ("parse", "parse")
+    assert "If-None-Match" not in fake.requests[-1] and fake.not_modified_sent == 0
+    assert engine.validators == {}
