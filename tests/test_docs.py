@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 from aiohttp import web
+from fakes.clock import FakeClock
 
 from monitor import hookspecs
 from monitor.checker import Memo
@@ -60,17 +61,6 @@ def _example_module(tmp_path: Path):
     return module
 
 
-class _Clock:
-    def now(self) -> datetime:
-        return NOW
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        return None
-
-
 class _NoValidators:
     def get_validators(self, url: str):  # noqa: ANN201
         return None
@@ -109,13 +99,13 @@ async def test_guide_example_plugin_runs(tmp_path, jsonfeed_server):
         platform = loaded.platforms["jsonfeed"]
         server = await jsonfeed_server
         url = platform.normalize(f" {server.make_url('/feed.json')} ")
-        client = HttpClient(user_agent="test", validators=_NoValidators(), clock=_Clock())
+        client = HttpClient(user_agent="test", validators=_NoValidators(), clock=FakeClock(NOW))
         await client.start()
         try:
             account = Account("diskominfo", "jsonfeed", url, url, 1800, 5, 7 * 86400)
             ctx = CheckContext(
                 http=client.bind("jsonfeed", timeout=5), settings=platform.settings_model(),
-                log=structlog.get_logger(), clock=_Clock(), memo=Memo(), account=account,
+                log=structlog.get_logger(), clock=FakeClock(NOW), memo=Memo(), account=account,
             )
             observation = await platform.latest(url, ctx)
             assert observation.latest_post_at == datetime(2026, 11, 19, 3, 0, tzinfo=UTC)
@@ -130,3 +120,48 @@ async def test_guide_example_plugin_runs(tmp_path, jsonfeed_server):
             platform.normalize("ftp://example")
     finally:
         sys.modules.pop("pantau_jsonfeed", None)
+
+
+def test_readme_config_example_is_valid(tmp_path):
+    """The YAML example in the README's Configuration section loads as a real config."""
+    from monitor.config import load_config
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    path = tmp_path / "readme.yaml"
+    path.write_text(example)
+    loaded = load_plugins(environ={"PANTAU_PLUGINS": "rss"})
+    config = load_config(path, loaded.platforms)
+    by_url = {a.account: a for a in config.accounts}
+    override = by_url["https://dinsos.example.go.id/berita/feed/"]
+    assert (override.interval, override.silence_after) == (7200, 30 * 86400)
+    plain = by_url["https://dinsos.example.go.id/feed/"]
+    assert (plain.interval, plain.silence_after) == (3600, 14 * 86400)  # platform, agency
+
+
+def test_readme_lists_every_metric_the_collector_exports():
+    """Every metric family pantau exports is documented in the README's metrics table."""
+    from monitor.metrics import Metrics
+    from monitor.state import AccountState
+
+    account = Account("dinsos", "rss", "https://x/feed", "https://x/feed", 1800, 20, 86400)
+
+    class View:
+        accounts = [account]
+        agencies = [type("A", (), {"id": "dinsos", "name": "Dinas Sosial", "group": "dinas"})()]
+        missing = [("dinsos", "youtube")]
+        states = {account.key: AccountState(last_post_at=NOW, last_check_at=NOW,
+                                            last_success_at=NOW, ok=True)}
+
+        def now(self) -> datetime:
+            return NOW
+
+    metrics = Metrics(View(), "1.0")
+    metrics.init_platforms(["rss"])
+    exported = {family.name for family in metrics.registry.collect()}
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"\| `(pantau_[a-z_]+)` \|", readme))
+    assert len(exported) >= 11
+    # prometheus_client names counters without their _total suffix
+    assert {n if n in documented else n + "_total" for n in exported} <= documented

@@ -11,10 +11,11 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
+from fakes.clock import FakeClock
 from structlog.testing import capture_logs
 
 import monitor
@@ -34,32 +35,6 @@ SEED = 1234
 ETAG = '"v1"'
 LAST_MODIFIED = "Wed, 31 Dec 2025 12:00:00 GMT"
 FEED = b"<rss>feed body</rss>"
-
-
-class FakeClock:
-    """A clock that only moves when slept on; it records every sleep."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self._now = now
-        self._monotonic = 1000.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> datetime:
-        return self._now
-
-    def set_now(self, now: datetime) -> None:
-        self._now = now
-
-    def monotonic(self) -> float:
-        return self._monotonic
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
-        self._monotonic += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.advance(seconds)
 
 
 class DictValidators:
@@ -262,7 +237,7 @@ async def make_env() -> AsyncIterator[Callable[..., Awaitable[Env]]]:
     clients: list[HttpClient] = []
 
     async def make(**kwargs) -> Env:
-        clock, validators = FakeClock(), DictValidators()
+        clock, validators = FakeClock(START), DictValidators()
         kwargs.setdefault("user_agent", default_user_agent())
         client = HttpClient(validators=validators, clock=clock, rng=random.Random(SEED), **kwargs)
         await client.start()
@@ -689,7 +664,7 @@ def test_json_parses_and_reports_invalid_json() -> None:
 
 async def test_request_before_start_is_an_error(fake: Fake) -> None:
     """Using the client before start() raises RuntimeError."""
-    client = HttpClient(user_agent="t", validators=DictValidators(), clock=FakeClock())
+    client = HttpClient(user_agent="t", validators=DictValidators(), clock=FakeClock(START))
     with pytest.raises(RuntimeError, match="start"):
         await client.bind("rss", timeout=5).get(fake.url("/ua"))
 

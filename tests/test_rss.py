@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import structlog
+from fakes.clock import FakeClock
 from fakes.feeds import (
     HTML_LOGIN_PAGE,
     FeedFake,
@@ -39,22 +40,6 @@ FEED = rss(
     ],
     last_build_date="Thu, 10 Oct 2024 11:59:00 +0000",
 )
-
-
-class FakeClock:
-    """Fixed wall time; monotonic time moves only when slept on (retries never wait)."""
-
-    def __init__(self) -> None:
-        self._monotonic = 1000.0
-
-    def now(self) -> datetime:
-        return NOW
-
-    def monotonic(self) -> float:
-        return self._monotonic
-
-    async def sleep(self, seconds: float) -> None:
-        self._monotonic += max(0.0, seconds)
 
 
 @dataclass
@@ -95,7 +80,7 @@ async def env(aiohttp_server) -> AsyncIterator[Env]:
     server = await aiohttp_server(make_app(fake))
     base = str(server.make_url("/")).rstrip("/")
     store = Store()
-    clock = FakeClock()
+    clock = FakeClock(NOW)
     platform = RssPlatform()
     async with HttpClient(
         user_agent="pantau-test", validators=store, clock=clock, rng=random.Random(7)

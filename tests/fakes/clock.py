@@ -15,6 +15,9 @@ class FakeClock:
     def now(self) -> datetime:
         return self._now
 
+    def set_now(self, now: datetime) -> None:
+        self._now = now
+
     def monotonic(self) -> float:
         return self._monotonic
 
