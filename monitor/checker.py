@@ -21,6 +21,7 @@ from monitor.model import (
     Account,
     CheckError,
     CheckResult,
+    Deferred,
     InternalError,
     Observation,
 )
@@ -103,6 +104,8 @@ class Checker:
                     raise InternalError(
                         f"plugin returned {type(observation).__name__}, not an Observation"
                     )
+            except Deferred:
+                raise  # not a check: the caller reschedules it
             except CheckError as exc:
                 error: CheckError = exc
             except TimeoutError:

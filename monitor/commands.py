@@ -88,6 +88,15 @@ def validate(config: Config, loaded: Plugins, out: TextIO | None = None) -> int:
             f"about {checks_per_hour[name]:.1f} checks/hour "
             f"({checks_per_hour[name] * 24:.0f}/day)\n"
         )
+    for name in sorted(per_platform):
+        platform = loaded.platforms[name]
+        accounts = [a for a in config.accounts if a.platform == name]
+        try:
+            lines = platform.budget_report(accounts, config.platforms[name])
+        except Exception as exc:  # noqa: BLE001 - a plugin bug must not break validate
+            lines = [(f"budget report failed: {type(exc).__name__}: {exc}", True)]
+        for text, warning in lines:
+            out.write(f"    {'WARNING: ' if warning else ''}{name}: {text}\n")
     out.write(f"  expected platforms: {', '.join(config.expect) or '-'}\n")
     out.write(f"  missing accounts (agency/platform): {len(config.missing)}\n")
     for agency, platform in config.missing:
@@ -205,7 +214,7 @@ async def check(
 
         async def one(account: Account) -> None:
             async with sem:
-                result = await engine.check(account)
+                result = await engine.check(account)  # a deferral is reported as rate_limited
             results.append(result)
             if progress is not None:
                 progress.write(f"\rchecked {len(results)}/{len(accounts)} "

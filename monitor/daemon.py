@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import signal
+import time
 from pathlib import Path
 
 import structlog
@@ -23,10 +24,10 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import ConfigError, load_config
 from monitor.engine import Engine
 from monitor.metrics import Metrics
-from monitor.model import Account
+from monitor.model import Account, Deferred
 from monitor.plugins import Plugins
 from monitor.scheduler import Scheduler
-from monitor.sdnotify import notify
+from monitor.sdnotify import notify, watchdog_interval
 from monitor.server import bound_port, make_app, start_server
 
 __all__ = ["PRUNE_EVERY", "STOP_TIMEOUT", "Daemon"]
@@ -88,6 +89,7 @@ class Daemon:
         metrics = Metrics(engine, __version__)
         metrics.init_platforms(sorted({a.platform for a in config.accounts}))
         engine.observers.append(metrics.observe_check)
+        self._register_platform_collectors(metrics)
         self.metrics = metrics
         try:
             runner = await start_server(make_app(metrics, engine, clock=self.clock),
@@ -103,16 +105,36 @@ class Daemon:
                 self.scheduler.plan(config.accounts, engine.states, self.clock.now())
                 log.info("pantau started", version=__version__, accounts=len(config.accounts),
                          listen=f"{config.listen_host}:{self.port}", state=str(config.state))
-                notify("READY=1")
+                notify("READY=1", self.environ)
                 self.started.set()
+                watchdog = watchdog_interval(self.environ)
+                if watchdog:
+                    task = asyncio.create_task(self._watchdog(watchdog))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
                 await self._loop()
-                notify("STOPPING=1")
+                notify("STOPPING=1", self.environ)
                 log.info("stopping", in_flight=len(self._tasks))
                 await self._cancel_checks()
         finally:
             self._remove_signals()
             await runner.cleanup()
             log.info("pantau stopped")
+
+    def _register_platform_collectors(self, metrics: Metrics) -> None:
+        for name, platform in self.plugins.platforms.items():
+            try:
+                for collector in platform.collectors():
+                    metrics.register(collector)
+            except Exception as exc:  # noqa: BLE001 - a plugin's metrics never stop the daemon
+                log.error("platform metrics could not be registered", platform=name,
+                          error=f"{type(exc).__name__}: {exc}")
+
+    async def _watchdog(self, interval: float) -> None:
+        """Ping systemd's watchdog from the event loop: a stuck loop stops the pings."""
+        while True:
+            notify("WATCHDOG=1", self.environ)
+            await asyncio.sleep(interval)
 
     async def _loop(self) -> None:
         engine = self.engine
@@ -152,8 +174,18 @@ class Daemon:
         async with self._sem:
             if self._stop.is_set():
                 return
-            result = await engine.check(account)
+            try:
+                result = await engine.check(account, allow_defer=True)
+            except Deferred as exc:
+                result, deferred = None, exc
         now = self.clock.now()
+        if result is None:  # the platform's budget is spent: wait for its next window
+            until = self.scheduler.pause(account.platform, now, deferred.retry_after)
+            self.scheduler.defer(account, until)
+            log.info("request budget spent; checks wait", platform=account.platform,
+                     until=until, reason=deferred.message)
+            self._wake.set()
+            return
         if result.reason == "rate_limited":
             until = self.scheduler.pause(account.platform, now, result.retry_after)
             log.warning("platform rate limited; pausing", platform=account.platform,
@@ -184,7 +216,7 @@ class Daemon:
         """Load the config again; keep the old one if the new one is invalid."""
         engine = self.engine
         assert engine is not None
-        notify("RELOADING=1")
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}", self.environ)
         try:
             try:
                 config = load_config(self.config_path, self.plugins.platforms, self.environ)
@@ -204,7 +236,7 @@ class Daemon:
             log.info("config reloaded", accounts=len(config.accounts))
             return True
         finally:
-            notify("READY=1")
+            notify("READY=1", self.environ)
 
     async def _cancel_checks(self) -> None:
         tasks = list(self._tasks)

@@ -13,12 +13,12 @@ from typing import Any
 
 import structlog
 
-from monitor.checker import Checker
+from monitor.checker import Checker, CheckOutcome
 from monitor.clock import Clock
 from monitor.config import AgencyInfo, Config
 from monitor.http import HttpClient, Validators, default_user_agent
 from monitor.logs import register_secrets
-from monitor.model import Account, CheckResult
+from monitor.model import Account, CheckResult, Deferred, RateLimited
 from monitor.plugins import Plugins
 from monitor.secrets import Secret
 from monitor.state import AccountState
@@ -123,10 +123,21 @@ class Engine:
         return all(parts.values()), parts
 
     # -- checking -------------------------------------------------------------------------
-    async def check(self, account: Account) -> CheckResult:
-        """Check one account, commit the result, then update memory and tell the observers."""
+    async def check(self, account: Account, *, allow_defer: bool = False) -> CheckResult:
+        """Check one account, commit the result, then update memory and tell the observers.
+
+        A plugin whose request budget is spent raises :class:`Deferred`: with
+        ``allow_defer`` (the daemon) it propagates and nothing is recorded; without it (a
+        one-shot ``check``) it is recorded as ``rate_limited``.
+        """
         key = account.key
-        outcome = await self.checker.check(account, self.memos.get(key))
+        try:
+            outcome = await self.checker.check(account, self.memos.get(key))
+        except Deferred as deferred:
+            if allow_defer:
+                raise
+            error = RateLimited(deferred.message, retry_after=deferred.retry_after)
+            outcome = CheckOutcome(CheckResult.failure(account, self.clock.now(), 0.0, error))
         result = outcome.result
         state = self.states.get(key, AccountState()).apply(result)
         try:

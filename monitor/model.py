@@ -17,6 +17,7 @@ __all__ = [
     "Blocked",
     "CheckError",
     "CheckResult",
+    "Deferred",
     "InternalError",
     "NotFound",
     "Observation",
@@ -207,6 +208,20 @@ class InternalError(CheckError):
     """A bug in a plugin: any other exception, or a plugin that overran the check timeout."""
 
     reason = "internal"
+
+
+class Deferred(Exception):  # noqa: N818 - not an error: the check did not happen
+    """Raised by a plugin *before* it sends anything when its request budget is spent.
+
+    This is not a failed check: nothing is recorded, the platform pauses for ``retry_after``
+    seconds (until the budget's next window) and the account is checked then. ``pantau check``
+    (one shot) reports it as ``rate_limited``.
+    """
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
 
 
 _ERRORS: dict[str, type[CheckError]] = {

@@ -7,6 +7,7 @@ at a loopback fake), and registers an instance through the ``register_platforms`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -91,6 +92,18 @@ class Platform:
     def url(self, account: str) -> str:
         """A human URL for the (normalised) account, for dashboards and the board."""
         return account
+
+    def collectors(self) -> Iterable[Any]:
+        """prometheus_client collectors of this platform's own metrics (quota used, API
+        usage...), registered on pantau's registry by the daemon. Default: none."""
+        return ()
+
+    def budget_report(
+        self, accounts: Sequence[Account], settings: PlatformSettings
+    ) -> list[tuple[str, bool]]:
+        """Lines for ``pantau validate`` about this platform's request budget, each with
+        ``True`` when it is a warning (the configured accounts need more than the budget)."""
+        return []
 
     async def latest(self, account: str, ctx: CheckContext) -> Observation:
         """Find the newest post of ``account``. Raise a :class:`monitor.model.CheckError`

@@ -91,6 +91,11 @@ class Scheduler:
         self._paused[platform] = max(self._paused.get(platform, 0.0), until)
         return self._paused[platform]
 
+    def defer(self, account: Account, until: float) -> None:
+        """Plan an account whose check was deferred (budget spent) for ``until`` + a spread."""
+        if account.key in self._accounts:
+            self._push(account.key, until + self.rng.uniform(0, self.spread))
+
     def paused_until(self, platform: str) -> float | None:
         return self._paused.get(platform)
 

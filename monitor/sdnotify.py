@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 
-__all__ = ["notify"]
+__all__ = ["notify", "watchdog_interval"]
 
 
-def notify(message: str, environ: dict[str, str] | None = None) -> bool:
+def notify(message: str, environ: Mapping[str, str] | None = None) -> bool:
     """Send ``message`` (e.g. ``READY=1``) to systemd. Returns True if it was sent."""
     env = os.environ if environ is None else environ
     address = env.get("NOTIFY_SOCKET")
@@ -23,3 +24,20 @@ def notify(message: str, environ: dict[str, str] | None = None) -> bool:
     except OSError:
         return False
     return True
+
+
+def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
+    """Seconds between watchdog pings (half of ``WatchdogSec=``), or None when not asked for.
+
+    systemd sets ``WATCHDOG_USEC`` (and ``WATCHDOG_PID``, which must be this process).
+    """
+    env = os.environ if environ is None else environ
+    usec = env.get("WATCHDOG_USEC")
+    pid = env.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        seconds = int(usec) / 1_000_000
+    except ValueError:
+        return None
+    return seconds / 2 if seconds > 0 else None

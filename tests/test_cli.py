@@ -248,3 +248,21 @@ def test_sighup_reloads_and_bad_reload_keeps_old_config(tmp_path):
         assert proc.wait(timeout=10) == 0
     finally:
         proc.kill()
+
+
+def test_validate_prints_platform_budget_reports(tmp_path, capsys):
+    """validate prints each platform's budget lines, warnings marked."""
+    from fakes.scripted import ScriptedPlatform, plugin_module
+
+    from monitor import commands
+    from monitor.config import load_config
+    from monitor.plugins import load_plugins
+
+    loaded = load_plugins(environ={}, entry_points=[],
+                          extra=[("scripted", plugin_module(ScriptedPlatform()))])
+    path = tmp_path / "c.yaml"
+    accounts = ", ".join(f"ok-{i}" for i in range(12))
+    path.write_text(
+        f"agencies:\n  - id: a\n    name: A\n    accounts: {{scripted: [{accounts}]}}\n")
+    assert commands.validate(load_config(path, loaded.platforms), loaded) == 0
+    assert "WARNING: scripted: 12 of 10 accounts" in capsys.readouterr().out

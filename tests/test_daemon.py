@@ -351,3 +351,68 @@ async def test_failed_check_stores_no_validators(tmp_path, aiohttp_server):
     assert (first.reason, second.reason) == ("parse", "parse")
     assert "If-None-Match" not in fake.requests[-1] and fake.not_modified_sent == 0
     assert engine.validators == {}
+
+
+async def test_deferred_check_waits_for_next_window_without_failing(tmp_path, scripted):
+    """A plugin whose budget is spent defers: nothing is recorded, the platform pauses."""
+    platform, plugins = scripted
+    path = _config(tmp_path, ["defer-a", "ok-b"], interval="1s")
+    daemon = Daemon(path, plugins, scheduler=Scheduler(random.Random(1), spread=0.01))
+    async with _running(daemon):
+        await _until(lambda: platform.calls["defer-a"] >= 1)
+        await _until(lambda: daemon.scheduler.paused_until("scripted") is not None)
+        await asyncio.sleep(0.2)
+        text = await _scrape(daemon.port)
+    assert platform.calls["defer-a"] == 1
+    assert ("dinsos", "scripted", "defer-a") not in daemon.engine.states  # not a failure
+    assert 250 < daemon.scheduler.paused_until("scripted") - datetime.now(UTC).timestamp() <= 300
+    errors = _value(text, "pantau_check_errors_total", platform="scripted", reason="rate_limited")
+    assert errors == 0
+    assert _value(text, "pantau_scripted_calls_total") >= 1  # the platform's own collector
+
+
+async def test_deferred_in_one_shot_check_is_rate_limited(tmp_path, scripted):
+    """Without a scheduler to wait (pantau check), a deferral is reported as rate_limited."""
+    _, plugins = scripted
+    config = load_config(_config(tmp_path, ["defer-a"]), plugins.platforms)
+    engine = await Engine.open(config, plugins, FakeClock(NOW))
+    async with engine:
+        result = await engine.check(config.accounts[0])
+    assert (result.ok, result.reason, result.retry_after) == (False, "rate_limited", 300)
+    assert "budget" in result.message
+
+
+async def test_systemd_notifications_over_a_real_datagram_socket(tmp_path, scripted):
+    """READY=1 after start, WATCHDOG=1 pings, RELOADING=1/READY=1 around reload, STOPPING=1."""
+    import os
+    import socket
+
+    _, plugins = scripted
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.setblocking(False)
+    env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000", "WATCHDOG_PID": str(os.getpid())}
+    daemon = Daemon(_config(tmp_path, ["ok-a"]), plugins, environ=env,
+                    scheduler=Scheduler(random.Random(1), spread=0.01))
+    messages: list[str] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except BlockingIOError:
+                return
+
+    try:
+        async with _running(daemon):
+            await _until(lambda: drain() or messages.count("WATCHDOG=1") >= 3, timeout=5)
+            await daemon.reload()
+        drain()
+    finally:
+        sock.close()
+    assert messages[0] == "READY=1"
+    reload_at = next(i for i, m in enumerate(messages) if m.startswith("RELOADING=1\n"))
+    assert "MONOTONIC_USEC=" in messages[reload_at]
+    assert "READY=1" in messages[reload_at + 1:]
+    assert messages[-1] == "STOPPING=1"
