@@ -1,4 +1,4 @@
-"""The ``pantau`` command line: run, check, validate, plugins, status.
+"""The ``pantau`` command line: run, check, validate, plugins, status, report, discover.
 
 Exit codes: 0 success; 1 ``check`` found failed checks (or the daemon could not start);
 2 usage error; 74 the state store cannot be opened or written; 78 configuration error.
@@ -94,6 +94,30 @@ def _parser() -> argparse.ArgumentParser:
         description="List the plugins found in the 'pantau' entry-point group. "
         "PANTAU_PLUGINS (comma list) loads only those; PANTAU_DISABLE_PLUGINS blocks those.",
     )
+    report = sub.add_parser(
+        "report", parents=[common, with_config],
+        help="the monthly ranking of agencies, from the state store",
+        description="Rank the agencies over one month from the stored history: posts, longest "
+        "silence, share of days within the silence threshold, score. No network.",
+    )
+    report.add_argument("--month", metavar="YYYY-MM",
+                        help="the month (default: the last complete month)")
+    report.add_argument("--format", choices=["md", "csv", "html"], default="md",
+                        help="output format (default: md)")
+    report.add_argument("--timezone", default="Asia/Jakarta", metavar="ZONE",
+                        help="where days begin and end (default: Asia/Jakarta)")
+    discover = sub.add_parser(
+        "discover", parents=[common],
+        help="list the social accounts an agency's website links to, as config YAML",
+        description="Fetch each URL and list the Instagram, Facebook, YouTube, TikTok and X "
+        "accounts it links to, with a YAML snippet for the agency's accounts. Exits 0 when "
+        "something was found, 1 when nothing was.",
+    )
+    discover.add_argument("urls", nargs="+", metavar="URL", help="an agency's website")
+    discover.add_argument("--format", choices=["text", "json"], default="text",
+                          help="output format (default: text)")
+    discover.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
+                          help="per-site time limit (default: 20)")
     sub.add_parser(
         "status", parents=[common, with_config, fmt],
         help="what the state store knows, without touching the network",
@@ -109,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = getattr(args, "log_level", None) or ("info" if args.command == "run" else "warning")
     configure_logging(level)
-    if args.command != "plugins" and not args.config:
+    if args.command not in ("plugins", "discover") and not args.config:
         parser.error("the config file is required: -c FILE (or set PANTAU_CONFIG)")
     try:
         return _dispatch(args)
@@ -131,9 +155,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.plugins(plugins, args.format)
     if args.command == "run":
         return asyncio.run(commands.run(args.config, plugins))
+    if args.command == "discover":
+        return asyncio.run(commands.discover(args.urls, plugins, SystemClock(),
+                                             fmt=args.format, timeout=args.timeout))
     config = _load(args.config, plugins)
     if args.command == "validate":
         return commands.validate(config, plugins)
+    if args.command == "report":
+        return asyncio.run(commands.report(config, args.month, args.format, SystemClock(),
+                                           timezone=args.timezone))
     if args.command == "status":
         return asyncio.run(commands.status(config, plugins, args.format, SystemClock()))
     return asyncio.run(

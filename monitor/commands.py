@@ -22,7 +22,7 @@ from monitor.plugins import Plugins
 from monitor.state import AccountState
 from monitor.store import Store
 
-__all__ = ["check", "plugins", "rfc3339", "run", "status", "validate"]
+__all__ = ["check", "discover", "plugins", "report", "rfc3339", "run", "status", "validate"]
 
 log = structlog.get_logger("pantau.cli")
 
@@ -244,3 +244,19 @@ async def run(config_path: str, loaded: Plugins) -> int:
         print(f"pantau: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+# -- report, discover ----------------------------------------------------------------------
+async def report(config: Config, month: str | None, fmt: str, clock: Clock, *,
+                 timezone: str = "Asia/Jakarta", out: TextIO | None = None) -> int:
+    from monitor.report import report_command
+
+    return await report_command(config, month, fmt, clock, timezone=timezone, out=out)
+
+
+async def discover(urls: Sequence[str], loaded: Plugins, clock: Clock, *, fmt: str = "text",
+                   timeout: float = 20.0, out: TextIO | None = None) -> int:
+    from monitor.discover import discover_command
+
+    return await discover_command(urls, loaded.platforms, clock, fmt=fmt, timeout=timeout,
+                                  out=out)

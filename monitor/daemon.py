@@ -92,7 +92,7 @@ class Daemon:
         self._register_platform_collectors(metrics)
         self.metrics = metrics
         try:
-            runner = await start_server(make_app(metrics, engine, clock=self.clock),
+            runner = await start_server(make_app(metrics, engine, clock=self.clock, board=engine),
                                         config.listen_host, config.listen_port)
         except BaseException:
             await engine.close()

@@ -17,6 +17,7 @@ import structlog
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 
+from monitor.board import BoardSource, add_board_routes
 from monitor.clock import Clock, SystemClock
 from monitor.metrics import Metrics
 
@@ -60,14 +61,25 @@ _INDEX = """pantau: watches agencies' public channels
 
 
 def make_app(
-    metrics: Metrics, readiness: Readiness, *, clock: Clock | None = None
+    metrics: Metrics,
+    readiness: Readiness,
+    *,
+    clock: Clock | None = None,
+    board: BoardSource | None = None,
 ) -> web.Application:
-    """The aiohttp application. ``clock`` times /metrics renders (default: the system clock)."""
+    """The aiohttp application. ``clock`` times /metrics renders (default: the system clock).
+
+    With a ``board`` source, ``/`` is the public board and ``/api/v1/agencies`` its JSON twin
+    (see :mod:`monitor.board`); without one, ``/`` is a plain-text index.
+    """
     app = web.Application()
     app[METRICS_KEY] = metrics
     app[READINESS_KEY] = readiness
     app[CLOCK_KEY] = clock if clock is not None else SystemClock()
-    app.router.add_get("/", _index)
+    if board is not None:
+        add_board_routes(app, board)
+    else:
+        app.router.add_get("/", _index)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
