@@ -21,7 +21,7 @@ import structlog
 
 from monitor import __version__
 from monitor.clock import Clock, SystemClock
-from monitor.config import ConfigError, load_config
+from monitor.config import Config, ConfigError, load_config
 from monitor.engine import Engine
 from monitor.metrics import Metrics
 from monitor.model import Account, Deferred
@@ -90,6 +90,7 @@ class Daemon:
         metrics.init_platforms(sorted({a.platform for a in config.accounts}))
         engine.observers.append(metrics.observe_check)
         self._register_platform_collectors(metrics)
+        self._configure_platforms(config)
         self.metrics = metrics
         try:
             runner = await start_server(make_app(metrics, engine, clock=self.clock, board=engine),
@@ -120,6 +121,14 @@ class Daemon:
             self._remove_signals()
             await runner.cleanup()
             log.info("pantau stopped")
+
+    def _configure_platforms(self, config: Config) -> None:
+        for name, platform in self.plugins.platforms.items():
+            try:
+                platform.configure(config.platforms[name])
+            except Exception as exc:  # noqa: BLE001 - a plugin bug never stops the daemon
+                log.error("platform could not be configured", platform=name,
+                          error=f"{type(exc).__name__}: {exc}")
 
     def _register_platform_collectors(self, metrics: Metrics) -> None:
         for name, platform in self.plugins.platforms.items():
@@ -229,6 +238,7 @@ class Daemon:
             if config.state != old.state:
                 log.warning("state path changed; it takes effect at the next restart")
             engine.apply_config(config)
+            self._configure_platforms(config)
             if self.metrics is not None:
                 self.metrics.init_platforms(sorted({a.platform for a in config.accounts}))
             self._sem = asyncio.Semaphore(config.check.concurrency)

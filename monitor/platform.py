@@ -93,6 +93,10 @@ class Platform:
         """A human URL for the (normalised) account, for dashboards and the board."""
         return account
 
+    def configure(self, settings: PlatformSettings) -> None:
+        """Called with this platform's settings when the daemon starts and after each reload,
+        before any check (e.g. to export a token's expiry at once). Default: nothing."""
+
     def collectors(self) -> Iterable[Any]:
         """prometheus_client collectors of this platform's own metrics (quota used, API
         usage...), registered on pantau's registry by the daemon. Default: none."""

@@ -295,9 +295,9 @@ class MetaHub:
             budget = self.budgets[key] = TokenBudget(key=key, source=secret.source)
         return budget
 
-    def track(self, platform: str, settings: MetaSettings, ctx: CheckContext) -> None:
-        """Note which token and expiry ``platform`` uses now (at each check; reloads change
-        them), and log once a day when the token expires within two weeks."""
+    def configure(self, platform: str, settings: MetaSettings) -> None:
+        """Note which token and expiry ``platform`` uses (at start, after reloads, and at each
+        check), so the expiry metric is there before the first check."""
         self.platforms.add(platform)
         if settings.access_token is None:
             self.token_of.pop(platform, None)
@@ -310,6 +310,14 @@ class MetaHub:
             return
         self.expiry[platform] = datetime(expires.year, expires.month, expires.day,
                                          tzinfo=UTC).timestamp()
+
+    def track(self, platform: str, settings: MetaSettings, ctx: CheckContext) -> None:
+        """:meth:`configure` at each check, and log once a day when the token expires within
+        two weeks."""
+        self.configure(platform, settings)
+        expires = settings.token_expires
+        if settings.access_token is None or expires is None:
+            return
         today = ctx.clock.now().date()
         days = (expires - today).days
         if days <= EXPIRY_WARNING_DAYS and self._expiry_warned.get(platform) != today:
@@ -563,6 +571,11 @@ class MetaPlatform(Platform):
 
     def __init__(self, hub: MetaHub | None = None) -> None:
         self.hub = hub if hub is not None else HUB
+
+    def configure(self, settings: PlatformSettings) -> None:
+        """Export the token's expiry at start and after reloads, before any check."""
+        if isinstance(settings, MetaSettings):
+            self.hub.configure(self.name, settings)
 
     def collectors(self) -> Iterable[Any]:
         """The hub's one collector (the same object from every Meta platform)."""

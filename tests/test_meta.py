@@ -535,3 +535,34 @@ async def test_token_found_nowhere_logs_metrics_output_state(tmp_path, fake_serv
         assert TOKEN.encode() not in data and PROOF.encode() not in data, file.name
         assert APP_SECRET.encode() not in data, file.name
     assert TOKEN not in repr(meta.HUB.budgets)
+
+
+async def test_token_expiry_is_exported_at_start_before_any_check(tmp_path) -> None:
+    """The daemon configures platforms at start: the expiry metric needs no check first."""
+    from monitor.daemon import Daemon
+    from monitor.plugins import load_plugins
+    from monitor.scheduler import Scheduler
+
+    path = tmp_path / "pantau.yaml"
+    path.write_text(
+        f"listen: 127.0.0.1:0\nstate: {tmp_path / 'state.db'}\n"
+        "platforms:\n  instagram:\n    access_token: {env: META_TOKEN_X}\n"
+        "    ig_user_id: '17841400000000000'\n    token_expires: 2027-01-31\n"
+        "agencies:\n  - id: dinsos\n    name: Dinas Sosial\n    accounts: {instagram: dinsos}\n")
+    plugins = load_plugins(environ={"PANTAU_PLUGINS": "instagram"})
+    daemon = Daemon(path, plugins, environ={"META_TOKEN_X": "tok-123456"},
+                    scheduler=Scheduler(random.Random(1), spread=3600))
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.started.wait(), 10)
+        async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{daemon.port}/metrics"
+        ) as resp:
+            text = await resp.text()
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, 10)
+    [sample] = [s for family in text_string_to_metric_families(text) for s in family.samples
+                if s.name == "pantau_token_expiry_timestamp_seconds"]
+    assert sample.labels == {"platform": "instagram"}
+    assert sample.value == datetime(2027, 1, 31, tzinfo=UTC).timestamp()
