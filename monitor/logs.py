@@ -81,3 +81,9 @@ def configure_logging(
     root.setLevel(numeric)
     # aiohttp's access log is noise at info level; keep it for debug.
     logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
+    # Libraries that log at error level about any odd page they are given (htmldate on a
+    # hostile page): a failed check already says what went wrong.
+    for noisy in ("htmldate", "charset_normalizer", "dateparser"):
+        logging.getLogger(noisy).setLevel(
+            logging.DEBUG if numeric <= logging.DEBUG else logging.CRITICAL
+        )
