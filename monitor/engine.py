@@ -150,6 +150,7 @@ class Engine:
             if self.store_error is not None:
                 log.info("state store writable again")
             self.store_error = None
+        _log_transition(self.states.get(key), result)
         self.states[key] = state
         self.validators.update(outcome.validators)
         if outcome.memo is not None:
@@ -158,3 +159,17 @@ class Engine:
             observe(result)
         return result
 
+
+
+def _log_transition(before: AccountState | None, result: CheckResult) -> None:
+    """One log line when an account starts failing (or fails with another reason), and one
+    when it recovers, so that journalctl shows what changed without a line per check."""
+    account = result.account
+    where = {"agency": account.agency, "platform": account.platform, "account": account.account}
+    if not result.ok:
+        if before is None or before.ok is not False or before.reason != result.reason:
+            log.warning("check failing", reason=result.reason, error=result.message, **where)
+        else:
+            log.debug("check still failing", reason=result.reason, error=result.message, **where)
+    elif before is not None and before.ok is False:
+        log.info("check recovered", after_failures=before.consecutive_failures, **where)

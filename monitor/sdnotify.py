@@ -19,9 +19,11 @@ def notify(message: str, environ: Mapping[str, str] | None = None) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Never block the event loop: if the reader's queue is full, drop the message.
+            sock.setblocking(False)
             sock.connect(address)
             sock.sendall(message.encode())
-    except OSError:
+    except OSError:  # includes BlockingIOError
         return False
     return True
 

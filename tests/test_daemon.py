@@ -416,3 +416,35 @@ async def test_systemd_notifications_over_a_real_datagram_socket(tmp_path, scrip
     assert "MONOTONIC_USEC=" in messages[reload_at]
     assert "READY=1" in messages[reload_at + 1:]
     assert messages[-1] == "STOPPING=1"
+
+
+async def test_failures_and_recoveries_are_logged_once_per_change(tmp_path, scripted):
+    """A warning when an account starts failing, none while it keeps failing, an info when
+    it recovers."""
+    from structlog.testing import capture_logs
+
+    platform, plugins = scripted
+    config = load_config(_config(tmp_path, ["ok-a"]), plugins.platforms)
+    engine = await Engine.open(config, plugins, FakeClock(NOW))
+    account = config.accounts[0]
+    original = platform.latest
+
+    async def down(name, ctx):  # noqa: ANN001, ANN202
+        from monitor.model import Unreachable
+
+        raise Unreachable("cannot connect to scripted.example")
+
+    with capture_logs() as logs:
+        async with engine:
+            await engine.check(account)
+            platform.latest = down  # type: ignore[method-assign]
+            await engine.check(account)
+            await engine.check(account)
+            platform.latest = original  # type: ignore[method-assign]
+            await engine.check(account)
+    events = [(e["event"], e["log_level"]) for e in logs if e["event"].startswith("check ")]
+    assert events == [("check failing", "warning"), ("check still failing", "debug"),
+                      ("check recovered", "info")]
+    failing = next(e for e in logs if e["event"] == "check failing")
+    assert (failing["reason"], failing["agency"], failing["account"]) == (
+        "unreachable", "dinsos", "ok-a")

@@ -477,3 +477,28 @@ def test_every_system_call_pantau_makes_is_allowed_by_the_unit(tmp_path, service
     assert {"epoll_wait", "connect", "accept4", "fdatasync"} <= used  # the trace is real
     assert used - allowed <= _ROOT_ONLY, f"blocked by SystemCallFilter=: {used - allowed}"
     assert opened and opened <= families, f"blocked by RestrictAddressFamilies=: {opened}"
+
+
+def test_notify_never_blocks_when_the_reader_queue_is_full(tmp_path):
+    """sd_notify drops a message instead of blocking the event loop on a full socket."""
+    import socket
+    import threading
+
+    from monitor.sdnotify import notify
+
+    address = str(tmp_path / "full.sock")
+    reader = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    reader.bind(address)
+    sent: list[bool] = []
+    sender = threading.Thread(
+        target=lambda: sent.extend(notify("WATCHDOG=1", {"NOTIFY_SOCKET": address})
+                                   for _ in range(500)),
+        daemon=True,
+    )
+    try:
+        sender.start()
+        sender.join(timeout=5)
+        assert not sender.is_alive(), "notify() blocked on a full socket"
+        assert sent[0] is True and sent[-1] is False  # the queue filled up; later ones dropped
+    finally:
+        reader.close()
