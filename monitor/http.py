@@ -202,6 +202,8 @@ class Response:
             ) from None
         except UnicodeDecodeError:
             raise ParseError(f"invalid JSON: not UTF-8 text (from {_where(self.url)})") from None
+        except RecursionError:
+            raise ParseError(f"invalid JSON: nested too deeply (from {_where(self.url)})") from None
 
     def raise_for_status(self) -> None:
         """Raise the error for this status: 2xx and 304 pass; 401/403 ``AuthError``; 404/410
@@ -465,7 +467,11 @@ class PlatformHttp:
         where = _where(attempt.target)
         remaining = self.deadline - self.client.clock.monotonic()
         if remaining <= 0:
-            raise Timeout(f"no answer within {_seconds(self.timeout)}s from {where}")
+            # A retry that wakes from its backoff past the deadline: the last attempt's
+            # error (an HTTP 503, a refused connection) is what went wrong, not a timeout.
+            raise attempt.error or Timeout(
+                f"no answer within {_seconds(self.timeout)}s from {where}"
+            )
         try:
             async with asyncio.timeout(remaining):
                 await self.semaphore.acquire()
@@ -476,9 +482,12 @@ class PlatformHttp:
         try:
             remaining = self.deadline - self.client.clock.monotonic()
             if remaining <= 0:
-                raise Timeout(f"no answer within {_seconds(self.timeout)}s from {where}")
+                raise attempt.error or Timeout(
+                    f"no answer within {_seconds(self.timeout)}s from {where}"
+                )
             response = await self._exchange(attempt, remaining)
         except CheckError as error:
+            attempt.error = error
             _log.debug(
                 "http request failed",
                 platform=self.platform,
@@ -569,6 +578,8 @@ class _Attempt:
     max_redirects: int
     cap: int
     number: int = 0
+    #: the error of the last attempt, if it failed
+    error: CheckError | None = None
 
 
 def _target(url: str, params: Mapping[str, str] | None) -> URL:
@@ -597,6 +608,9 @@ async def _read_body(resp: aiohttp.ClientResponse, cap: int, where: str) -> byte
     async for chunk in resp.content.iter_chunked(_CHUNK):
         body += chunk
         if len(body) > cap:
+            # The error's traceback keeps this frame (and, through the retry state, a cycle
+            # only the cyclic GC frees): drop the partial body before raising.
+            del body
             resp.close()
             raise ParseError(too_large)
     return bytes(body)

@@ -291,6 +291,8 @@ def _web_user(response: Response, account: str) -> dict[str, Any]:
             raise Blocked("instagram.com redirected to its login page instead of answering: "
                           "configure a Graph API token (see the README)")
         raise Blocked(f"instagram.com redirected to {target} instead of answering")
+    if status in (404, 410):
+        raise NotFound(f"no Instagram account @{account} (HTTP {status})")
     if "/accounts/login" in urlsplit(response.url).path or _is_html(response):
         raise Blocked("instagram.com served a login page instead of data: configure a Graph "
                       "API token (see the README)")
@@ -305,8 +307,6 @@ def _web_user(response: Response, account: str) -> dict[str, Any]:
         wall = " (login required)" if payload.get("require_login") else ""
         raise Blocked(f"instagram.com refused the anonymous request (HTTP {status}: "
                       f"{said!r}){wall}")
-    if status == 404:
-        raise NotFound(f"no Instagram account @{account} (HTTP 404)")
     if status in (401, 403):
         raise Blocked(f"instagram.com refused the anonymous request (HTTP {status})")
     response.raise_for_status()
@@ -322,8 +322,12 @@ def _web_user(response: Response, account: str) -> dict[str, Any]:
 
 
 def _is_html(response: Response) -> bool:
+    """An HTML page (a login wall): by its start, or by its type unless the body is JSON."""
+    start = response.body.lstrip()[:64].lower()
+    if start.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return True
     content_type = response.headers.get("Content-Type", "").lower()
-    return "html" in content_type or response.body.lstrip()[:1] == b"<"
+    return "html" in content_type and start[:1] not in (b"{", b"[")
 
 
 def _timelines(user: dict[str, Any]) -> list[dict[str, Any]]:
@@ -339,18 +343,21 @@ def _count(user: dict[str, Any]) -> int:
 def _web_posts(user: dict[str, Any], horizon: datetime) -> list[Post]:
     """Every dated node of both timelines, once each (a video can be in both)."""
     posts: dict[str, Post] = {}
+    nodes = undated = 0
     for timeline in _timelines(user):
         edges = timeline.get("edges")
         for edge in edges if isinstance(edges, list) else []:
             node = edge.get("node") if isinstance(edge, dict) else None
             if not isinstance(node, dict):
                 continue
+            nodes += 1
             stamp = node.get("taken_at_timestamp")
-            if isinstance(stamp, bool) or not isinstance(stamp, int | float):
-                continue
             try:
+                if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+                    raise ValueError(stamp)
                 published = datetime.fromtimestamp(stamp, UTC)
             except (OverflowError, OSError, ValueError):
+                undated += 1
                 continue
             if published > horizon:
                 continue
@@ -358,6 +365,8 @@ def _web_posts(user: dict[str, Any], horizon: datetime) -> list[Post]:
             key = str(node.get("id") or shortcode)
             url = f"{WEB_URL}/p/{shortcode}/" if isinstance(shortcode, str) else None
             posts[key] = Post(published, id=key, url=url)
+    if nodes and undated == nodes:
+        raise ParseError(f"none of the {nodes} posts has a readable taken_at_timestamp")
     return list(posts.values())
 
 

@@ -179,7 +179,7 @@ def _header_json(headers: Mapping[str, str], name: str) -> Any:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None  # unreadable usage is no usage: never a reason to fail a check
 
 
@@ -474,7 +474,14 @@ async def graph_get(
     try:
         payload = response.json()
     except ParseError as error:
-        raise ParseError(f"HTTP {response.status}, not JSON: {error.message}") from None
+        problem = f"HTTP {response.status}, not JSON: {error.message}"
+    else:
+        problem = None
+    if problem is not None:
+        # A proxy's or server's own error page: the status says what happened.
+        if response.status >= 400:
+            response.raise_for_status()
+        raise ParseError(problem)
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         error = graph_error(payload["error"], status=response.status, headers=response.headers,
                             secrets=secrets)
@@ -503,17 +510,24 @@ def graph_posts(
     items: Sequence[Any], *, time_key: str, url_key: str, horizon: datetime
 ) -> list[Post]:
     """Posts from Graph API items (``{"id", time_key, url_key}``), skipping undated items and
-    items dated after ``horizon`` (scheduled or a wrong clock)."""
+    items dated after ``horizon`` (scheduled or a wrong clock). Items none of which has a
+    readable ``time_key`` are a :class:`ParseError` (not "no posts")."""
     posts: list[Post] = []
+    undated = 0
     for item in items:
         if not isinstance(item, dict):
             continue
         published = parse_graph_time(item.get(time_key))
-        if published is None or published > horizon:
+        if published is None:
+            undated += 1
+            continue
+        if published > horizon:
             continue
         url = item.get(url_key)
         posts.append(Post(published, id=str(item.get("id")) if item.get("id") else None,
                           url=url if isinstance(url, str) else None))
+    if undated and not posts and undated == sum(isinstance(i, dict) for i in items):
+        raise ParseError(f"none of the {undated} items has a readable {time_key}")
     return posts
 
 

@@ -108,7 +108,7 @@ def rest_items(
         raise RestUnusable("redirected to a login page")
     try:
         data = json.loads(body) if body.strip() else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         if looks_like_html(body, content_type):
             what = f"HTTP {status}, an HTML page" if status != 200 else "an HTML page"
             raise RestUnusable(

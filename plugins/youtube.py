@@ -497,6 +497,9 @@ class _Check:
         )
         if resp.status in (404, 410):
             raise NotFound(f"the YouTube feed answered HTTP {resp.status} for channel {channel_id}")
+        if resp.status in (401, 403):  # the feed needs no credentials: a bot check
+            raise Blocked(f"the YouTube feed answered HTTP {resp.status} for channel "
+                          f"{channel_id} (a bot check?)")
         resp.raise_for_status()
         if resp.unchanged:
             observation = Observation.not_modified("feed")

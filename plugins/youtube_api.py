@@ -239,6 +239,7 @@ class DataApi:
             raise ParseError("the Data API's playlistItems answer has no items list")
         latest_allowed = self.ctx.clock.now() + future_skew
         posts: list[Post] = []
+        unreadable = 0
         for item in items:
             details = item.get("contentDetails") if isinstance(item, dict) else None
             if not isinstance(details, dict):
@@ -246,12 +247,17 @@ class DataApi:
             stamp, video = details.get("videoPublishedAt"), details.get("videoId")
             # Private and deleted videos have no videoPublishedAt; premieres may be ahead.
             when = parse_date(stamp, UTC) if isinstance(stamp, str) else None
+            if when is None and stamp is not None:
+                unreadable += 1
             if when is None or when > latest_allowed:
                 continue
             good_id = isinstance(video, str) and _VIDEO_ID.fullmatch(video)
             posts.append(
                 Post(when, id=video if good_id else None, url=watch_url(video) if good_id else None)
             )
+        if unreadable and not posts:
+            raise ParseError(f"no readable videoPublishedAt in the uploads playlist "
+                             f"({unreadable} unreadable)")
         return posts
 
     async def _call(self, endpoint: str, params: Mapping[str, str]) -> dict[str, Any]:
@@ -306,8 +312,10 @@ class DataApi:
             )
         if status in (401, 403):
             return AuthError(f"{where}: access denied")
-        if status in (404, 410) or _NOT_FOUND_REASONS.intersection(reasons):
+        if _NOT_FOUND_REASONS.intersection(reasons) or (status in (404, 410) and reasons):
             return NotFound(f"{where}: not found")
+        if status in (404, 410):  # no Google error body: a wrong api_url or an outage page
+            return ParseError(f"{where}: not a Data API answer (check platforms.youtube.api_url)")
         return ParseError(f"{where}: the request was not understood")
 
 
@@ -316,7 +324,7 @@ def _reasons(body: bytes) -> list[str]:
     ``error.details[].reason``, ``error.status``), only when they look like codes."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return []
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
