@@ -606,6 +606,7 @@ def load_config(
 
     for path in dict.fromkeys(world_readable_warnings[readable_before:]):
         log.warning("secret file is readable by other users; restrict it (chmod 600)", path=path)
+    del world_readable_warnings[readable_before:]  # logged: a daemon reloading must not grow it
     if errors:
         raise ConfigError(source, errors=[(_path(loc), problem) for loc, problem in errors])
     assert top is not None  # no errors means the top level validated

@@ -1,15 +1,20 @@
 """Logging: structlog to stderr, JSON lines when stderr is not a TTY, console when it is.
 
-Standard-library loggers (aiohttp, asyncio) go through the same renderer. A last processor
-scrubs every known secret value from every event, so that a token that slipped into an
-exception message (a URL with ``access_token=``) never reaches a log line.
+Standard-library loggers (aiohttp, asyncio) go through the same renderer. A processor scrubs
+every known secret value from every event, and the rendered line is scrubbed again (tracebacks
+as the console draws them, values of any type), so that a token that slipped into an exception
+message (a URL with ``access_token=``) never reaches a log line.
 """
 
 from __future__ import annotations
 
+import html
+import json as jsonlib
 import logging
+import re
+import string
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import structlog
@@ -17,20 +22,51 @@ import structlog
 __all__ = ["configure_logging", "register_secrets", "scrub"]
 
 _SECRETS: set[str] = set()
+_PATTERN: re.Pattern[str] | None = None
 _MASK = "***"
+#: Characters that stay as they are in URLs and JSON: matched literally.
+_PLAIN = frozenset(string.ascii_letters + string.digits + "-._~")
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Remember secret values so that :func:`scrub` removes them from text and logs."""
-    _SECRETS.update(v for v in values if v and len(v) >= 4)
+    """Remember secret values so that :func:`scrub` removes them from text and logs.
+
+    A secret is also found in the forms a URL, JSON or HTML gives it, however mixed: each
+    character other than ``A-Z a-z 0-9 - . _ ~`` may appear as is, percent-encoded (``|`` as
+    ``%7C``; a Meta app token ``1234|abc`` sits in a query string as ``1234%7Cabc``),
+    JSON-escaped or HTML-escaped, and ``+`` and space stand for each other.
+    """
+    global _PATTERN
+    fresh = {value for value in values if value and len(value) >= 4} - _SECRETS
+    if not fresh:
+        return
+    _SECRETS.update(fresh)
+    ordered = sorted(_SECRETS, key=len, reverse=True)  # a secret containing another: whole
+    _PATTERN = re.compile("|".join(_pattern(secret) for secret in ordered))
+
+
+def _pattern(secret: str) -> str:
+    parts = []
+    for char in secret:
+        if char in _PLAIN:
+            parts.append(re.escape(char))
+            continue
+        encoded = "".join(f"%{byte:02X}" for byte in char.encode())
+        forms = {char, encoded, encoded.lower(), jsonlib.dumps(char)[1:-1], html.escape(char)}
+        if char == "/":
+            forms.add("\\/")
+        if char in "+ ":
+            forms.update({"+", " ", "%20", "%2B", "%2b"})
+        parts.append("(?:" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+                     + ")")
+    return "".join(parts)
 
 
 def scrub(text: str) -> str:
-    """``text`` with every registered secret value replaced by ``***``."""
-    for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, _MASK)
-    return text
+    """``text`` with every registered secret value (in any of its forms) replaced by ``***``."""
+    if _PATTERN is None:
+        return text
+    return _PATTERN.sub(_MASK, text)
 
 
 def _scrub_event(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +78,18 @@ def _scrub_event(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, A
         elif isinstance(value, BaseException | list | tuple | dict):
             event[key] = scrub(repr(value) if not isinstance(value, BaseException) else str(value))
     return event
+
+
+def _scrubbing(renderer: Callable[..., Any]) -> Callable[..., Any]:
+    """``renderer`` whose output line is scrubbed: whatever a value was (an exception and its
+    traceback as the console renderer draws it, a URL object, a nested structure), the secret
+    never reaches the stream."""
+
+    def render(logger: Any, name: str, event: dict[str, Any]) -> Any:
+        line = renderer(logger, name, event)
+        return scrub(line) if isinstance(line, str) else line
+
+    return render
 
 
 def configure_logging(
@@ -60,7 +108,7 @@ def configure_logging(
         structlog.processors.format_exc_info if json else structlog.processors.StackInfoRenderer(),
         _scrub_event,
     ]
-    renderer: Any = (
+    renderer: Any = _scrubbing(
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(

@@ -211,7 +211,9 @@ class Store:
             result = await self._run(self._transaction, fn, *args)
         except (sqlite3.Error, OSError) as exc:
             self.healthy = False
-            raise StoreError(f"state store {self.path}: {what}: {_explain(exc)}") from exc
+            raise StoreError(
+                f"state store {self.path}: {what}: {_explain(exc, self.path)}"
+            ) from exc
         self.healthy = True
         return result
 
@@ -219,7 +221,9 @@ class Store:
         try:
             return await self._run(fn, *args)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"state store {self.path}: {what}: {_explain(exc)}") from exc
+            raise StoreError(
+                f"state store {self.path}: {what}: {_explain(exc, self.path)}"
+            ) from exc
 
     # -- in the worker thread -------------------------------------------------------------
     @property
@@ -233,7 +237,9 @@ class Store:
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreError(f"state store {self.path}: cannot open: {_explain(exc)}") from exc
+            raise StoreError(
+                f"state store {self.path}: cannot open: {_explain(exc, self.path)}"
+            ) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -249,7 +255,9 @@ class Store:
                     f"state store {self.path} is not a pantau state database "
                     f"(not SQLite, or damaged): {exc}"
                 ) from exc
-            raise StoreError(f"state store {self.path}: cannot open: {_explain(exc)}") from exc
+            raise StoreError(
+                f"state store {self.path}: cannot open: {_explain(exc, self.path)}"
+            ) from exc
         except BaseException:
             conn.close()
             raise
@@ -431,6 +439,11 @@ def _check_location(path: Path) -> None:
     """Clear errors for the usual deployment mistakes, before SQLite gives a vague one."""
     parent = path.parent
     if not parent.is_dir():
+        if parent.exists():
+            raise StoreError(
+                f"state store {path}: {parent} is not a directory "
+                "(point `state:` at a file in an existing directory)"
+            )
         raise StoreError(
             f"state store {path}: directory {parent} does not exist "
             "(create it, or point `state:` at a file in an existing directory)"
@@ -479,10 +492,22 @@ def _errname(exc: BaseException) -> str:
     return getattr(exc, "sqlite_errorname", "") or ""
 
 
-def _explain(exc: BaseException) -> str:
-    """What went wrong, in words an operator acts on, with SQLite's own message."""
+def _explain(exc: BaseException, path: Path | None = None) -> str:
+    """What went wrong, in words an operator acts on, with SQLite's own message.
+
+    SQLite reports a failed write to its -wal or -shm file as a bare "disk I/O error"; with
+    ``path`` a full filesystem or a file that cannot be written is named instead.
+    """
     name = _errname(exc)
-    if name.startswith("SQLITE_FULL") or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+    io_error = name.startswith("SQLITE_IOERR") or (
+        isinstance(exc, OSError) and exc.errno != errno.ENOSPC
+    )
+    cause = _io_cause(path) if io_error and path is not None else None
+    if cause is not None:
+        hint = cause
+    elif name.startswith("SQLITE_FULL") or (
+        isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    ):
         hint = "the disk is full"
     elif name.startswith("SQLITE_READONLY"):
         hint = "the database is read-only (check the file and directory permissions)"
@@ -497,3 +522,21 @@ def _explain(exc: BaseException) -> str:
     else:
         return str(exc)
     return f"{hint} ({exc})"
+
+
+#: Less free space than this on the store's filesystem counts as a full disk.
+_FULL_BELOW = 64 * 1024
+
+
+def _io_cause(path: Path) -> str | None:
+    """Why a write next to ``path`` failed, when it can be told: no space left, or a database
+    file that cannot be written (read-only or immutable)."""
+    with contextlib.suppress(OSError):
+        stat = os.statvfs(path.parent)
+        free = (stat.f_bfree if os.geteuid() == 0 else stat.f_bavail) * stat.f_frsize
+        if free < _FULL_BELOW:
+            return f"the disk is full ({free // 1024} KiB free on the filesystem of {path.parent})"
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if file.exists() and not os.access(file, os.W_OK):
+            return f"{file} is not writable (read-only file or filesystem, or immutable)"
+    return None
