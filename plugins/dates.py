@@ -21,6 +21,11 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import Field, field_validator
+
+from monitor.durations import Duration
+from monitor.platform import PlatformSettings
+
 __all__ = ["MONTHS", "ZONES", "parse_date"]
 
 #: Month names and abbreviations, English and Indonesian (with old spellings), lower-case.
@@ -200,3 +205,33 @@ def _offset(text: str) -> tzinfo | None:
     if hours > 14 or minutes >= 60:
         return None
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+class DatedSettings(PlatformSettings):
+    """Settings of platforms that read dates written by people: how far in the future a date
+    may be, and the zone of dates written without one."""
+
+    future_skew: Duration = Field(
+        default="1d",
+        validate_default=True,
+        description="posts dated further than this in the future are ignored",
+    )
+    default_timezone: str = Field(
+        default="Asia/Jakarta", description="IANA zone of dates written without a zone"
+    )
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as Asia/Jakarta"
+            ) from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The default zone as a tzinfo."""
+        return ZoneInfo(self.default_timezone)

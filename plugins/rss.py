@@ -16,14 +16,11 @@ import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from pydantic import Field, field_validator
 
 from monitor import hookimpl
-from monitor.durations import Duration
 from monitor.model import Observation
-from monitor.platform import CheckContext, Platform, PlatformSettings
+from monitor.platform import CheckContext, Platform
+from plugins.dates import DatedSettings
 from plugins.feeds import parse_feed
 
 __all__ = ["RssPlatform", "RssSettings", "register_platforms"]
@@ -35,33 +32,8 @@ ACCEPT = (
 )
 
 
-class RssSettings(PlatformSettings):
-    """``platforms.rss`` in the config."""
-
-    future_skew: Duration = Field(
-        default="1d",
-        validate_default=True,
-        description="entries dated further than this in the future are ignored",
-    )
-    default_timezone: str = Field(
-        default="Asia/Jakarta", description="IANA zone of feed dates written without a zone"
-    )
-
-    @field_validator("default_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}: use an IANA name such as Asia/Jakarta"
-            ) from None
-        return value
-
-    @property
-    def tz(self) -> ZoneInfo:
-        """The default zone as a tzinfo."""
-        return ZoneInfo(self.default_timezone)
+class RssSettings(DatedSettings):
+    """``platforms.rss`` in the config: ``future_skew`` and ``default_timezone``."""
 
 
 class RssPlatform(Platform):

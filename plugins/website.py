@@ -48,12 +48,10 @@ from dataclasses import replace
 from datetime import datetime, time, timedelta
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
 from monitor import hookimpl
-from monitor.durations import Duration
 from monitor.http import Response
 from monitor.model import (
     Blocked,
@@ -66,7 +64,8 @@ from monitor.model import (
     Timeout,
     Unreachable,
 )
-from monitor.platform import CheckContext, Platform, PlatformSettings
+from monitor.platform import CheckContext, Platform
+from plugins.dates import DatedSettings
 from plugins.feeds import load_feed, posts_from_feed
 from plugins.sitemaps import SitemapWalk
 from plugins.wordpress import (
@@ -103,34 +102,15 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 MethodName = Literal["wp-json", "feed", "sitemap", "html"]
 
 
-class WebsiteSettings(PlatformSettings):
+class WebsiteSettings(DatedSettings):
     """``platforms.website`` in the config."""
 
-    future_skew: Duration = Field(
-        default="1d",
-        validate_default=True,
-        description="posts dated further than this in the future are ignored",
-    )
-    default_timezone: str = Field(
-        default="Asia/Jakarta", description="IANA zone of dates written without a zone"
-    )
     max_sitemaps: int = Field(
         default=5, ge=1, le=50, description="sitemap files fetched at most per check"
     )
     methods: tuple[MethodName, ...] | None = Field(
         default=None, description="the methods to try, in this order (default: all)"
     )
-
-    @field_validator("default_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}: use an IANA name such as Asia/Jakarta"
-            ) from None
-        return value
 
     @field_validator("methods")
     @classmethod
@@ -139,10 +119,6 @@ class WebsiteSettings(PlatformSettings):
             raise ValueError(f"methods must be a non-empty list without repeats of {METHODS}")
         return value
 
-    @property
-    def tz(self) -> ZoneInfo:
-        """The default zone as a tzinfo."""
-        return ZoneInfo(self.default_timezone)
 
 
 class WebsitePlatform(Platform):
