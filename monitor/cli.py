@@ -15,10 +15,9 @@ from collections.abc import Sequence
 
 from monitor import PROJECT_URL, __version__
 from monitor.clock import SystemClock
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import ConfigError, load_config
 from monitor.logs import configure_logging
-from monitor.plugins import Plugins, load_plugins
-from monitor.secrets import world_readable_warnings
+from monitor.plugins import load_plugins
 from monitor.store import StoreError
 
 __all__ = ["EXIT_CONFIG", "EXIT_STORE", "main"]
@@ -158,7 +157,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "discover":
         return asyncio.run(commands.discover(args.urls, plugins, SystemClock(),
                                              fmt=args.format, timeout=args.timeout))
-    config = _load(args.config, plugins)
+    config = load_config(args.config, plugins.platforms)
     if args.command == "validate":
         return commands.validate(config, plugins)
     if args.command == "report":
@@ -170,12 +169,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         commands.check(config, plugins, args.format, SystemClock(),
                        agencies=args.agency, platforms=args.platform)
     )
-
-
-def _load(path: str, plugins: Plugins) -> Config:
-    config = load_config(path, plugins.platforms)
-    world_readable_warnings.clear()  # load_config has logged them
-    return config
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,6 @@ Only configured accounts are exported; a series appears only once its value is k
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -22,6 +21,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from monitor.config import AgencyInfo  # re-exported: the one agency record
 from monitor.model import REASONS, Account, CheckResult
 from monitor.state import POST_WINDOWS, AccountState
 
@@ -53,15 +53,6 @@ class AgencyLike(Protocol):
 
     @property
     def group(self) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class AgencyInfo:
-    """An agency as the metrics see it (for ``pantau_agency_info``)."""
-
-    id: str
-    name: str
-    group: str
 
 
 class MetricsView(Protocol):
