@@ -7,9 +7,11 @@ at a loopback fake), and registers an instance through the ``register_platforms`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,7 +22,16 @@ if TYPE_CHECKING:
     from monitor.clock import Clock
     from monitor.http import PlatformHttp
 
-__all__ = ["AccountMemo", "CheckContext", "Platform", "PlatformSettings"]
+__all__ = [
+    "AccountMemo",
+    "CheckContext",
+    "CpuRunner",
+    "Platform",
+    "PlatformSettings",
+    "ThreadRunner",
+]
+
+T = TypeVar("T")
 
 
 class PlatformSettings(BaseModel):
@@ -50,6 +61,19 @@ class AccountMemo(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
 
+class CpuRunner(Protocol):
+    """Runs CPU-heavy work (parsing a response) away from the event loop."""
+
+    async def run(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
+
+
+class ThreadRunner:
+    """The fallback :class:`CpuRunner`: a thread of the default executor (holds the GIL)."""
+
+    async def run(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(functools.partial(func, *args, **kwargs))
+
+
 @dataclass(frozen=True, slots=True)
 class CheckContext:
     """Everything a plugin may use during one check.
@@ -60,7 +84,8 @@ class CheckContext:
     - ``log``: a structlog logger bound to agency, platform and account;
     - ``clock``: the clock (use ``clock.now()``, never ``datetime.now()``);
     - ``memo``: persistent per-account notes;
-    - ``account``: the account being checked, with its effective settings.
+    - ``account``: the account being checked, with its effective settings;
+    - ``cpu``: where CPU-heavy work runs (see :meth:`run_cpu`).
     """
 
     http: PlatformHttp
@@ -69,6 +94,14 @@ class CheckContext:
     clock: Clock
     memo: AccountMemo
     account: Account
+    cpu: CpuRunner = field(default_factory=ThreadRunner)
+
+    async def run_cpu(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``func(*args, **kwargs)`` off the event loop: in the core's worker processes
+        when the daemon has them (``check.workers``), else in a thread. ``func`` must be a
+        module-level function and its arguments and result picklable (bytes, str, numbers,
+        datetimes, tzinfo, model objects); exceptions it raises are re-raised here."""
+        return await self.cpu.run(func, *args, **kwargs)
 
 
 class Platform:
