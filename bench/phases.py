@@ -500,6 +500,7 @@ async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
             steady = await sweep(clock.now() + timedelta(days=1))
             steady["changed"] = changed["changed"]
             speed.append(speed_check())
+            workers_peak = _children_peak_rss_mb()  # while the engine's workers still run
             _say("IDLE")
             await wait_for_go()
             renders, sizes = [], []
@@ -524,7 +525,7 @@ async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
             "gzip_bytes": sizes[1],
         },
         "peak_rss_mb": peak_rss_mb(),
-        "workers_peak_rss_mb": _children_peak_rss_mb(),
+        "workers_peak_rss_mb": workers_peak,
         "speed_check_ms": speed,
     }
 
