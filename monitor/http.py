@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json as jsonlib
+import logging
 import math
 import random
 import re
@@ -37,7 +38,6 @@ from typing import Any, Protocol
 import aiohttp
 import structlog
 from multidict import CIMultiDict
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from yarl import URL
 
 import monitor
@@ -65,6 +65,19 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("pantau.http")
+#: The bound-logger classes structlog makes for the standard levels, and whether each lets
+#: debug lines through (``make_filtering_bound_logger`` hands out one class per level).
+_DEBUG_PASSES = {
+    structlog.make_filtering_bound_logger(level): level <= logging.DEBUG
+    for level in (
+        logging.NOTSET,
+        logging.DEBUG,
+        logging.INFO,
+        logging.WARNING,
+        logging.ERROR,
+        logging.CRITICAL,
+    )
+}
 
 _CHUNK = 64 * 1024
 # Newer aiohttp exception types (absent in older versions: then an empty tuple, never matched).
@@ -104,6 +117,22 @@ def _is_secret(key: str) -> bool:
     )
 
 
+def _debug_enabled() -> bool:
+    """Whether ``_log.debug`` would write a line, asked before its arguments are computed.
+
+    Read from structlog's configuration at each call (``configure_logging``, a test's
+    ``reset_defaults``), without binding a logger. Another wrapper class is asked through
+    its ``is_enabled_for``; one without it is taken to log.
+    """
+    passes = _DEBUG_PASSES.get(structlog.get_config()["wrapper_class"])
+    if passes is not None:
+        return passes
+    logger = _log.bind()
+    # On the class: a generic BoundLogger turns any attribute into a log method.
+    is_enabled_for = getattr(type(logger), "is_enabled_for", None)
+    return True if is_enabled_for is None else bool(is_enabled_for(logger, logging.DEBUG))
+
+
 def redact_url(url: str) -> str:
     """``url`` with the values of secret-looking query parameters replaced by ``REDACTED``.
 
@@ -112,6 +141,8 @@ def redact_url(url: str) -> str:
     and any name containing ``secret`` or ``password``; in the query and in the fragment. A
     password in the userinfo (``https://user:pw@host``) is redacted too. Works on any text.
     """
+    if "=" not in url and "@" not in url:  # neither pattern can match: the common feed URL
+        return url
 
     def param(match: re.Match[str]) -> str:
         if not _is_secret(match["key"]):
@@ -411,7 +442,7 @@ class PlatformHttp:
         validators are sent and new ones recorded in ``pending_validators`` on a 200.
         """
         target = _target(url, params)
-        key = redact_url(str(target))
+        key = redact_url(str(target)) if conditional else ""
         stored = self.client.validators.get_validators(key) if conditional else None
         send = CIMultiDict({"User-Agent": self.user_agent})
         if stored is not None:
@@ -419,8 +450,9 @@ class PlatformHttp:
                 send["If-None-Match"] = stored.etag
             if stored.last_modified:
                 send["If-Modified-Since"] = stored.last_modified
-        for name, value in (headers or {}).items():
-            send[name] = value
+        if headers:
+            for name, value in headers.items():
+                send[name] = value
         attempt = _Attempt(
             method=method.upper(),
             target=target,
@@ -429,14 +461,7 @@ class PlatformHttp:
             max_redirects=max_redirects,
             cap=self.client.body_cap if max_bytes is None else max_bytes,
         )
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_retryable),
-            wait=self._wait,
-            stop=self._stop,
-            sleep=self.client.clock.sleep,
-            reraise=True,
-        )
-        response: Response = await retrying(self._send, attempt)
+        response = await self._send_retrying(attempt)
         if conditional and response.status == 200:
             digest = hashlib.sha256(response.body).hexdigest()
             self.pending_validators[key] = Validators(
@@ -448,68 +473,95 @@ class PlatformHttp:
                 response = replace(response, unchanged=True)
         return response
 
-    def _wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
+    async def _send_retrying(self, attempt: _Attempt) -> Response:
+        """Send ``attempt`` until it gets an answer or may not be tried again.
+
+        ``Timeout`` and ``Unreachable`` are retried, unless marked final (redirect loops,
+        redirects to bad URLs, refused certificates); any other error is raised at once. The
+        wait before the next attempt is :meth:`_backoff`. The last error is raised as it is
+        after ``max_attempts`` attempts, or when the wait would end at or past the deadline.
+        """
+        client = self.client
+        while True:
+            try:
+                return await self._send(attempt)
+            except (Timeout, Unreachable) as error:
+                if getattr(error, "_final", False):
+                    raise
+                # The wait is drawn before the stop is decided: every retryable failure
+                # draws from the rng, the last attempt's too (as with tenacity before).
+                wait = self._backoff(error, attempt.number)
+                if (
+                    attempt.number >= client.max_attempts
+                    or client.clock.monotonic() + wait >= self.deadline
+                ):
+                    raise
+            # Outside the except clause: the next attempt's errors do not chain this one.
+            await client.clock.sleep(wait)
+
+    def _backoff(self, error: CheckError, number: int) -> float:
+        """Seconds to wait after the ``number``-th attempt failed with ``error``: the 5xx
+        answer's ``Retry-After``, else ``min(backoff_max, backoff_base * 2**(number - 1))``
+        jittered by a factor drawn from ``rng.uniform(0.5, 1.0)``."""
         retry_after = getattr(error, "_retry_after", None)
         if retry_after is not None:
             return float(retry_after)
         client = self.client
-        nominal = min(client.backoff_max, client.backoff_base * 2 ** (state.attempt_number - 1))
+        nominal = min(client.backoff_max, client.backoff_base * 2 ** (number - 1))
         return nominal * client.rng.uniform(0.5, 1.0)
-
-    def _stop(self, state: RetryCallState) -> bool:
-        if state.attempt_number >= self.client.max_attempts:
-            return True
-        return self.client.clock.monotonic() + state.upcoming_sleep >= self.deadline
 
     async def _send(self, attempt: _Attempt) -> Response:
         attempt.number += 1
-        where = _where(attempt.target)
-        remaining = self.deadline - self.client.clock.monotonic()
+        clock, semaphore = self.client.clock, self.semaphore
+        remaining = self.deadline - clock.monotonic()
         if remaining <= 0:
             # A retry that wakes from its backoff past the deadline: the last attempt's
             # error (an HTTP 503, a refused connection) is what went wrong, not a timeout.
-            raise attempt.error or Timeout(
-                f"no answer within {_seconds(self.timeout)}s from {where}"
-            )
+            raise attempt.error or self._no_answer(attempt)
+        if semaphore.locked():
+            try:
+                async with asyncio.timeout(remaining):
+                    await semaphore.acquire()
+            except TimeoutError:
+                raise Timeout(
+                    f"no free {self.platform} request slot within {_seconds(remaining)}s"
+                ) from None
+        else:
+            await semaphore.acquire()  # a free slot is taken without waiting: no timer needed
         try:
-            async with asyncio.timeout(remaining):
-                await self.semaphore.acquire()
-        except TimeoutError:
-            raise Timeout(
-                f"no free {self.platform} request slot within {_seconds(remaining)}s"
-            ) from None
-        try:
-            remaining = self.deadline - self.client.clock.monotonic()
+            remaining = self.deadline - clock.monotonic()
             if remaining <= 0:
-                raise attempt.error or Timeout(
-                    f"no answer within {_seconds(self.timeout)}s from {where}"
-                )
+                raise attempt.error or self._no_answer(attempt)
             response = await self._exchange(attempt, remaining)
         except CheckError as error:
             attempt.error = error
+            if _debug_enabled():
+                _log.debug(
+                    "http request failed",
+                    platform=self.platform,
+                    method=attempt.method,
+                    url=redact_url(str(attempt.target)),
+                    attempt=attempt.number,
+                    reason=error.reason,
+                    error=error.message,
+                )
+            raise
+        finally:
+            semaphore.release()
+        if _debug_enabled():
             _log.debug(
-                "http request failed",
+                "http request",
                 platform=self.platform,
                 method=attempt.method,
                 url=redact_url(str(attempt.target)),
+                status=response.status,
+                bytes=len(response.body),
                 attempt=attempt.number,
-                reason=error.reason,
-                error=error.message,
             )
-            raise
-        finally:
-            self.semaphore.release()
-        _log.debug(
-            "http request",
-            platform=self.platform,
-            method=attempt.method,
-            url=redact_url(str(attempt.target)),
-            status=response.status,
-            bytes=len(response.body),
-            attempt=attempt.number,
-        )
         return response
+
+    def _no_answer(self, attempt: _Attempt) -> Timeout:
+        return Timeout(f"no answer within {_seconds(self.timeout)}s from {_where(attempt.target)}")
 
     async def _exchange(self, attempt: _Attempt, remaining: float) -> Response:
         client = self.client
@@ -525,32 +577,33 @@ class PlatformHttp:
                 max_redirects=attempt.max_redirects,
                 timeout=timeout,
             ) as resp:
-                where = _where(resp.url)
-                if resp.status == 429:
+                status = resp.status
+                if status == 429:
                     raise RateLimited(
-                        f"HTTP 429 from {where}",
+                        f"HTTP 429 from {_where(resp.url)}",
                         retry_after=parse_retry_after(
                             resp.headers.get("Retry-After"), client.clock.now()
                         ),
                     )
-                if resp.status >= 500:
-                    error = Unreachable(f"HTTP {resp.status} from {where}")
+                if status >= 500:
+                    error = Unreachable(f"HTTP {status} from {_where(resp.url)}")
                     error._retry_after = parse_retry_after(  # type: ignore[attr-defined]
                         resp.headers.get("Retry-After"), client.clock.now()
                     )
                     raise error
-                if resp.status == 304 or attempt.method == "HEAD":
+                if status == 304 or attempt.method == "HEAD":
                     body = b""
                 else:
-                    body = await _read_body(resp, attempt.cap, where)
+                    body = await _read_body(resp, attempt.cap)
+                history = resp.history
                 return Response(
                     url=str(resp.url),
-                    status=resp.status,
+                    status=status,
                     headers=resp.headers,
                     body=body,
-                    not_modified=resp.status == 304,
-                    unchanged=resp.status == 304,
-                    redirects=tuple(str(hop.url) for hop in resp.history),
+                    not_modified=status == 304,
+                    unchanged=status == 304,
+                    redirects=tuple(str(hop.url) for hop in history) if history else (),
                 )
         except CheckError:
             raise
@@ -567,7 +620,7 @@ class PlatformHttp:
             raise _unreachable(exc, _where(attempt.target)) from None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempt:
     """One request as sent on every attempt; ``number`` counts the attempts."""
 
@@ -592,28 +645,25 @@ def _target(url: str, params: Mapping[str, str] | None) -> URL:
     return target.extend_query(params) if params else target
 
 
-def _retryable(error: BaseException) -> bool:
-    if getattr(error, "_final", False):
-        return False
-    return isinstance(error, (Timeout, Unreachable))
-
-
-async def _read_body(resp: aiohttp.ClientResponse, cap: int, where: str) -> bytes:
+async def _read_body(resp: aiohttp.ClientResponse, cap: int) -> bytes:
     """The (decompressed) body, or ``ParseError`` as soon as it exceeds ``cap`` bytes."""
-    too_large = f"response too large (more than {_size(cap)}) from {where}"
     if resp.content_length is not None and resp.content_length > cap:
         resp.close()
-        raise ParseError(too_large)
+        raise ParseError(_too_large(cap, resp.url))
     body = bytearray()
     async for chunk in resp.content.iter_chunked(_CHUNK):
         body += chunk
         if len(body) > cap:
-            # The error's traceback keeps this frame (and, through the retry state, a cycle
-            # only the cyclic GC frees): drop the partial body before raising.
+            # The error's traceback keeps this frame (and, through ``_Attempt.error``, a
+            # cycle only the cyclic GC frees): drop the partial body before raising.
             del body
             resp.close()
-            raise ParseError(too_large)
+            raise ParseError(_too_large(cap, resp.url))
     return bytes(body)
+
+
+def _too_large(cap: int, url: URL) -> str:
+    return f"response too large (more than {_size(cap)}) from {_where(url)}"
 
 
 def _unreachable(exc: BaseException, where: str) -> Unreachable:

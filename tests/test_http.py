@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import io
+import json
+import logging
 import random
 import socket
 import time
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
+import structlog
 from aiohttp import web
 from fakes.clock import FakeClock
 from structlog.testing import capture_logs
@@ -28,6 +32,7 @@ from monitor.http import (
     parse_retry_after,
     redact_url,
 )
+from monitor.logs import configure_logging
 from monitor.model import AuthError, NotFound, ParseError, RateLimited, Timeout, Unreachable
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -551,6 +556,7 @@ async def test_redirect_not_followed_when_disallowed(env: Env, fake: Fake) -> No
             "#access_token=REDACTED",
         ),
         ("https://user:hunter2@x.example/feed", "https://user:REDACTED@x.example/feed"),
+        ("https://x.example/feed/", "https://x.example/feed/"),
         (
             "https://x.example/feed?page=2&keyword=cilegon",
             "https://x.example/feed?page=2&keyword=cilegon",
@@ -690,3 +696,165 @@ async def test_request_before_start_is_an_error(fake: Fake) -> None:
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     """Retry-After seconds and HTTP-dates become seconds from now; garbage becomes None."""
     assert parse_retry_after(value, START) == expected
+
+
+# --- retry policy: the branches not covered above -------------------------------------------
+
+
+async def test_timeout_is_retried_while_the_deadline_allows(make_env, raw_server) -> None:
+    """A Timeout is retried like Unreachable: max_attempts connections, a backoff between."""
+    env = await make_env(backoff_base=0.01)  # waits of 5-10 ms on the fake clock
+    server = await raw_server()
+    with pytest.raises(Timeout, match="no answer within"):
+        await env.bind(timeout=0.2).get(f"http://127.0.0.1:{server.port}/feed")
+    assert server.connections == 3
+    assert len(env.clock.sleeps) == 2
+    assert all(0.005 <= s < 0.01 or 0.01 <= s < 0.02 for s in env.clock.sleeps)
+
+
+async def test_max_attempts_one_never_retries(make_env, fake: Fake) -> None:
+    """With max_attempts=1 a 500 is raised after one request, without a wait."""
+    env = await make_env(max_attempts=1)
+    with pytest.raises(Unreachable, match="HTTP 500"):
+        await env.bind().get(fake.url("/status/500"))
+    assert fake.hits["/status/500"] == 1
+    assert env.clock.sleeps == []
+
+
+async def test_retry_after_is_not_capped_by_backoff_max(make_env, fake: Fake) -> None:
+    """A 5xx's Retry-After is waited as given, even above backoff_max, and without jitter."""
+    env = await make_env(backoff_max=8.0)
+    with pytest.raises(Unreachable, match="HTTP 503"):
+        await env.bind(timeout=60.0).get(fake.url("/status/503?retry_after=20"))
+    assert env.clock.sleeps == [20.0, 20.0]
+    assert fake.hits["/status/503"] == 3
+
+
+async def test_wait_ending_at_the_deadline_is_not_taken(env: Env, fake: Fake) -> None:
+    """A wait that would end exactly at the deadline is not taken: the error is raised."""
+    with pytest.raises(Unreachable, match="HTTP 503"):
+        await env.bind(timeout=30.0).get(fake.url("/status/503?retry_after=30"))
+    assert fake.hits["/status/503"] == 1
+    assert env.clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [("/status/404", None), ("/status/429", RateLimited), ("/big", ParseError)],
+)
+async def test_other_outcomes_are_not_retried(
+    env: Env, fake: Fake, path: str, error: type[Exception] | None
+) -> None:
+    """Answers (404), RateLimited (429) and ParseError (body too large): one request each."""
+    if error is None:
+        assert (await env.bind().get(fake.url(path), max_bytes=100)).status == 404
+    else:
+        with pytest.raises(error):
+            await env.bind().get(fake.url(path), max_bytes=100)
+    assert fake.hits[path] == 1
+    assert env.clock.sleeps == []
+
+
+async def test_no_free_slot_within_the_deadline_is_timeout(env: Env, fake: Fake) -> None:
+    """Waiting for a platform slot is bounded by the deadline; the slot holder is unharmed."""
+    holder = asyncio.create_task(env.bind("website", concurrency=1).get(fake.url("/gate")))
+    while fake.held < 1:
+        await asyncio.sleep(0.01)
+    with pytest.raises(Timeout, match=r"no free website request slot within 0.2s"):
+        await env.bind("website", timeout=0.2, concurrency=1).get(fake.url("/ua"))
+    assert fake.hits["/ua"] == 0
+    fake.gate.set()
+    assert (await asyncio.wait_for(holder, 5)).text() == "done"
+    # the slot was given back: the next request of the platform goes through
+    assert (await env.bind("website", concurrency=1).get(fake.url("/ua"))).status == 200
+
+
+# --- debug logging --------------------------------------------------------------------------
+
+
+async def test_debug_lines_name_each_attempt(env: Env, fake: Fake) -> None:
+    """At debug level each attempt logs one line: its outcome, the redacted URL, its number."""
+    with capture_logs() as logs:
+        await env.bind().get(fake.url("/ua?access_token=SECRET"))
+        with pytest.raises(Unreachable):
+            await env.bind("youtube").get(fake.url("/status/500"))
+    port = fake.base.rsplit(":", 1)[1]
+    assert logs[0] == {
+        "event": "http request",
+        "platform": "rss",
+        "method": "GET",
+        "url": fake.url("/ua?access_token=REDACTED"),
+        "status": 200,
+        "bytes": len(default_user_agent()),
+        "attempt": 1,
+        "log_level": "debug",
+    }
+    assert logs[1:] == [
+        {
+            "event": "http request failed",
+            "platform": "youtube",
+            "method": "GET",
+            "url": fake.url("/status/500"),
+            "attempt": attempt,
+            "reason": "unreachable",
+            "error": f"HTTP 500 from 127.0.0.1:{port}",
+            "log_level": "debug",
+        }
+        for attempt in (1, 2, 3)
+    ]
+
+
+_FILTERING_AT = structlog.make_filtering_bound_logger
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "logged"),
+    [
+        (_FILTERING_AT(logging.NOTSET), True),
+        (_FILTERING_AT(logging.DEBUG), True),
+        (_FILTERING_AT(logging.INFO), False),
+        (_FILTERING_AT(logging.ERROR), False),
+        # wrapper classes of its own: asked through is_enabled_for, or taken to log
+        (type("Debug", (_FILTERING_AT(logging.DEBUG),), {}), True),
+        (type("Info", (_FILTERING_AT(logging.INFO),), {}), False),
+        (structlog.BoundLogger, True),
+    ],
+    ids=["notset", "debug", "info", "error", "own-debug", "own-info", "generic"],
+)
+async def test_debug_arguments_computed_only_when_debug_is_on(
+    env: Env, fake: Fake, monkeypatch: pytest.MonkeyPatch, wrapper: type, logged: bool
+) -> None:
+    """Below the configured level no line is written and the URL is not even redacted."""
+    calls: list[str] = []
+
+    def spy(url: str) -> str:
+        calls.append(url)
+        return redact_url(url)
+
+    monkeypatch.setattr("monitor.http.redact_url", spy)
+    structlog.configure(wrapper_class=wrapper)
+    with capture_logs() as logs:
+        await env.bind().get(fake.url("/ua"))
+        with pytest.raises(Unreachable):
+            await env.bind().get(fake.url("/status/500"))
+    assert len(logs) == (4 if logged else 0)
+    assert len(calls) == len(logs)
+
+
+@pytest.mark.parametrize("level", ["debug", "info"])
+async def test_configure_logging_level_decides_debug_lines(
+    env: Env, fake: Fake, level: str
+) -> None:
+    """With the daemon's logging configuration, the http lines follow its level."""
+    stream = io.StringIO()
+    configure_logging(level, stream=stream, json=True)
+    await env.bind().get(fake.url("/ua?access_token=SECRET"), conditional=True)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    http_lines = [line for line in lines if line.get("logger") == "pantau.http"]
+    if level == "info":
+        assert http_lines == []
+    else:
+        assert len(http_lines) == 1
+        assert http_lines[0]["event"] == "http request"
+        assert http_lines[0]["level"] == "debug"
+        assert http_lines[0]["url"] == fake.url("/ua?access_token=REDACTED")
