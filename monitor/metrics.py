@@ -1,9 +1,12 @@
 """Prometheus metrics: a collector over the current state, and the counters that accumulate.
 
-:class:`PantauCollector` builds fresh metric families from a :class:`MetricsView` on every
-scrape, so /metrics always shows what the daemon knows right now (and, after a restart, what
-the store knew: the daemon fills the view before it serves). :class:`Metrics` owns a private
-registry holding that collector plus the check-duration histogram and the error counter.
+:class:`PantauCollector` exports what a :class:`MetricsView` holds right now (and, after a
+restart, what the store knew: the daemon fills the view before it serves). Its ``collect()``
+builds the families afresh; a scrape (:meth:`Metrics.render`, :meth:`Metrics.render_gzip`)
+instead takes its text from :class:`monitor.exposition.ExpositionCache`, which formats and
+compresses only what changed since the last scrape, byte for byte the same text.
+:class:`Metrics` owns a private registry holding that collector plus the check-duration
+histogram and the error counter.
 
 Only configured accounts are exported; a series appears only once its value is known, so
 ``time() - pantau_last_post_timestamp_seconds`` never compares against a made-up zero.
@@ -11,7 +14,9 @@ Only configured accounts are exported; a series appears only once its value is k
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Protocol
 
@@ -22,8 +27,19 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from monitor.config import AgencyInfo  # re-exported: the one agency record
+from monitor.exposition import (
+    ACCOUNT_LABELS,
+    BLOCK_SIZE,
+    FAMILIES,
+    POSTS,
+    ExpositionCache,
+    Segment,
+    account_series,
+    gzip_segments,
+    label_text,
+)
 from monitor.model import REASONS, Account, CheckResult
-from monitor.state import POST_WINDOWS, AccountState
+from monitor.state import AccountState
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -32,14 +48,14 @@ __all__ = [
     "Metrics",
     "MetricsView",
     "PantauCollector",
+    "Segment",
+    "gzip_segments",
 ]
 
 #: Buckets of ``pantau_check_duration_seconds``: a fast feed (50 ms) up to a slow page (60 s).
 DURATION_BUCKETS: tuple[float, ...] = (
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, float("inf"),
 )
-
-_ACCOUNT_LABELS = ("agency", "platform", "account")
 
 
 class AgencyLike(Protocol):
@@ -56,7 +72,14 @@ class AgencyLike(Protocol):
 
 
 class MetricsView(Protocol):
-    """What the collector reads on each scrape. The daemon implements it over its state."""
+    """What the collector reads on each scrape. The daemon implements it over its state.
+
+    The scrape cache (:mod:`monitor.exposition`) relies on identity: a state that changes is
+    a new object (an :class:`AccountState` is replaced in ``states``, never mutated once
+    there), and so is a changed ``accounts``, ``agencies`` or ``missing`` sequence (a reload
+    brings a new ``Config``; one grown or shrunk in place is seen too, an element replaced
+    in place is not).
+    """
 
     @property
     def accounts(self) -> Sequence[Account]:
@@ -79,7 +102,10 @@ class MetricsView(Protocol):
 
 
 class PantauCollector(Collector):
-    """Exports the configured accounts and their last known state, built afresh per scrape.
+    """Exports the configured accounts and their last known state.
+
+    ``collect()`` builds the families afresh (for ``get_sample_value`` and other readers of
+    the registry); :meth:`segments` gives the same text from the cache, as a scrape wants it.
 
     A scrape looks like this (``# HELP`` lines left out; ``{...}`` stands for the account
     labels ``account="dinsos.cilegon",agency="dinsos",platform="instagram"``)::
@@ -110,82 +136,71 @@ class PantauCollector(Collector):
     and counter of :class:`Metrics` follow on the same registry.
     """
 
-    def __init__(self, view: MetricsView, version: str) -> None:
+    def __init__(self, view: MetricsView, version: str, *, block_size: int = BLOCK_SIZE) -> None:
         self._view = view
         self._version = version
-        self._labels: dict[tuple[str, str, str], str] = {}
+        self._cache = ExpositionCache(view, self._static_exposition, block_size=block_size)
+        self._stand_in = threading.local()
+
+    @property
+    def cache(self) -> ExpositionCache:
+        """The cached exposition of these families (see :mod:`monitor.exposition`)."""
+        return self._cache
+
+    def segments(self, *, deflate: bool = True) -> list[Segment]:
+        """The exposition of this collector as it is now, from the cache, as segments."""
+        return self._cache.segments(deflate=deflate)
+
+    @contextmanager
+    def standing_in(self) -> Iterator[None]:
+        """Within it (in this thread), ``collect()`` yields one placeholder family instead of
+        the real ones: :meth:`Metrics.segments` puts the cached text in its place."""
+        self._stand_in.active = True
+        try:
+            yield
+        finally:
+            self._stand_in.active = False
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the gauge families for the view as it is now."""
+        """Yield the gauge families for the view as it is now (formatted afresh)."""
+        if getattr(self._stand_in, "active", False):
+            yield _Placeholder(self)
+            return
         view = self._view
-        last_post = _Gauge(
-            "pantau_last_post_timestamp_seconds",
-            "Time of the newest post seen (Unix seconds); kept through failed checks.",
-            _ACCOUNT_LABELS,
-        )
-        last_check = _Gauge(
-            "pantau_last_check_timestamp_seconds",
-            "When the account was last checked.",
-            _ACCOUNT_LABELS,
-        )
-        last_success = _Gauge(
-            "pantau_last_success_timestamp_seconds",
-            "When a check of the account last succeeded.",
-            _ACCOUNT_LABELS,
-        )
-        success = _Gauge(
-            "pantau_check_success",
-            "1 if the last check of the account succeeded, else 0.",
-            _ACCOUNT_LABELS,
-        )
-        threshold = _Gauge(
-            "pantau_silence_threshold_seconds",
-            "Silence threshold configured for the account (seconds without a post).",
-            _ACCOUNT_LABELS,
-        )
-        posts = _Gauge(
-            "pantau_posts",
-            "Posts seen in the window (label window: 7d or 30d).",
-            (*_ACCOUNT_LABELS, "window"),
-        )
-        windows = [(w, length, f',window="{w}"') for w, length in POST_WINDOWS.items()]
+        gauges = [
+            _Gauge(name, doc, (*ACCOUNT_LABELS, "window") if family == POSTS else ACCOUNT_LABELS)
+            for family, (name, doc) in enumerate(FAMILIES)
+        ]
         now = view.now()
         states = view.states
-        seen: dict[tuple[str, str, str], str] = {}
+        seen: set[tuple[str, str, str]] = set()
         for account in view.accounts:
             key = account.key
             if key in seen:  # a duplicate would make the whole exposition invalid
                 continue
-            text = seen[key] = self._label_text(key)
-            labels = list(key)
-            threshold.add(labels, text, account.silence_after)
-            state = states.get(key)
-            if state is None:
-                continue
-            if state.last_post_at is not None:
-                last_post.add(labels, text, state.last_post_at.timestamp())
-            if state.last_check_at is not None:
-                last_check.add(labels, text, state.last_check_at.timestamp())
-            if state.last_success_at is not None:
-                last_success.add(labels, text, state.last_success_at.timestamp())
-                for window, length, suffix in windows:
-                    posts.add([*labels, window], text + suffix, state.post_count(now, length))
-            if state.ok is not None:
-                success.add(labels, text, 1.0 if state.ok else 0.0)
-        if len(self._labels) > 2 * len(seen) + 64:  # forget accounts no longer configured
-            self._labels = seen
-        yield from (last_post, last_check, last_success, success, threshold, posts)
+            seen.add(key)
+            text = label_text(ACCOUNT_LABELS, key)
+            series, _ = account_series(account, states.get(key), now)
+            for family, window, value in series:
+                if window:
+                    gauges[family].add([*key, window], f'{text},window="{window}"', value)
+                else:
+                    gauges[family].add(list(key), text, value)
+        yield from gauges
         yield self._missing()
         yield self._agencies()
-        build = _Gauge("pantau_build_info", "pantau's version; always 1.", ("version",))
-        build.add([self._version], _label_text(("version",), (self._version,)), 1.0)
-        yield build
+        yield self._build()
 
-    def _label_text(self, key: tuple[str, str, str]) -> str:
-        text = self._labels.get(key)
-        if text is None:
-            text = self._labels[key] = _label_text(_ACCOUNT_LABELS, key)
-        return text
+    def _static_exposition(self) -> bytes:
+        """The text of the families that change only with the config (missing, agencies,
+        build info)."""
+        families = (self._missing(), self._agencies(), self._build())
+        return "".join(family.exposition() for family in families).encode()
+
+    def _build(self) -> _Gauge:
+        build = _Gauge("pantau_build_info", "pantau's version; always 1.", ("version",))
+        build.add([self._version], label_text(("version",), (self._version,)), 1.0)
+        return build
 
     def _missing(self) -> _Gauge:
         family = _Gauge(
@@ -194,7 +209,7 @@ class PantauCollector(Collector):
             ("agency", "platform"),
         )
         for pair in dict.fromkeys(self._view.missing):
-            family.add(list(pair), _label_text(("agency", "platform"), pair), 1.0)
+            family.add(list(pair), label_text(("agency", "platform"), pair), 1.0)
         return family
 
     def _agencies(self) -> _Gauge:
@@ -209,18 +224,17 @@ class PantauCollector(Collector):
                 continue
             seen.add(agency.id)
             values = (agency.id, agency.name, agency.group or "")
-            family.add(list(values), _label_text(names, values), 1.0)
+            family.add(list(values), label_text(names, values), 1.0)
         return family
 
 
 class _Gauge(Metric):
     """A gauge family that keeps its text exposition, written as samples are added.
 
-    :meth:`Metrics.render` uses that text instead of formatting each sample again with
-    ``generate_latest`` (which escapes every label of every sample), and the ``Sample``
-    objects are built only when someone reads :attr:`samples` (``get_sample_value``, other
-    encoders). Together about 4x faster per scrape. The text is byte-for-byte what
-    ``generate_latest`` writes; a test holds it to that.
+    The static families' text for the scrape cache comes from it (instead of formatting
+    each sample again with ``generate_latest``), and the ``Sample`` objects are built only
+    when someone reads :attr:`samples` (``get_sample_value``, other encoders). The text is
+    byte-for-byte what ``generate_latest`` writes; a test holds it to that.
     """
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
@@ -249,7 +263,7 @@ class _Gauge(Metric):
             raise AttributeError("add samples to a _Gauge with add()")
 
     def add(self, labels: list[str], label_text: str, value: float) -> None:
-        """Add a sample; ``label_text`` is :func:`_label_text` of ``labels``."""
+        """Add a sample; ``label_text`` is :func:`monitor.exposition.label_text` of it."""
         self._rows.append((labels, value))
         self.lines.append(f"{self.name}{{{label_text}}} {floatToGoString(value)}\n")
 
@@ -257,17 +271,6 @@ class _Gauge(Metric):
         """The family in Prometheus text format 0.0.4."""
         doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
         return f"# HELP {self.name} {doc}\n# TYPE {self.name} gauge\n" + "".join(self.lines)
-
-
-def _label_text(names: Sequence[str], values: Sequence[str]) -> str:
-    """``a="1",b="2"``: labels sorted by name, values escaped, as in the text format."""
-    return ",".join(
-        f'{name}="{_escape(value)}"' for name, value in sorted(zip(names, values, strict=True))
-    )
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
 
 class _WithoutCreated(Collector):
@@ -297,10 +300,15 @@ class Metrics:
     """
 
     def __init__(
-        self, view: MetricsView, version: str, registry: CollectorRegistry | None = None
+        self,
+        view: MetricsView,
+        version: str,
+        registry: CollectorRegistry | None = None,
+        *,
+        block_size: int = BLOCK_SIZE,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.collector = PantauCollector(view, version)
+        self.collector = PantauCollector(view, version, block_size=block_size)
         self._durations = Histogram(
             "pantau_check_duration_seconds",
             "How long checks took, per platform.",
@@ -344,19 +352,45 @@ class Metrics:
         """Remove a collector added with :meth:`register`."""
         self.registry.unregister(collector)
 
+    def segments(self, *, deflate: bool = True) -> list[Segment]:
+        """The registry's exposition as segments, in order (see :func:`gzip_segments`).
+
+        The core collector's come from its cache and, with ``deflate``, carry their deflated
+        form; every other family (histogram, counter, plugin collectors) is formatted with
+        ``generate_latest`` now and carries None (it is small).
+        """
+        core = self.collector
+        with core.standing_in():
+            families = list(self.registry.collect())
+        out: list[Segment] = []
+        for metric in families:
+            if isinstance(metric, _Placeholder):
+                out.extend(metric.owner.segments(deflate=deflate))
+            else:
+                out.append((generate_latest(_One(metric)), None))
+        return out
+
     def render(self) -> bytes:
         """The exposition of the registry in Prometheus text format 0.0.4.
 
         Equal to ``generate_latest(self.registry)``, only faster: pantau's own gauges come
-        pre-formatted; every other family goes through ``generate_latest``.
+        from the cache; every other family goes through ``generate_latest``.
         """
-        parts: list[bytes] = []
-        for metric in self.registry.collect():
-            if isinstance(metric, _Gauge):
-                parts.append(metric.exposition().encode())
-            else:
-                parts.append(generate_latest(_One(metric)))
-        return b"".join(parts)
+        return b"".join(raw for raw, _ in self.segments(deflate=False))
+
+    def render_gzip(self) -> bytes:
+        """:meth:`render` as one gzip member, compressing only the text that changed."""
+        return gzip_segments(self.segments())
+
+    def core_segments(self) -> list[tuple[bytes, bytes]]:
+        """The core collector's exposition (per-account and static families; not the
+        histogram, the counter or plugin collectors) as ``(raw, deflated)`` segments, for
+        :func:`gzip_segments`."""
+        out = []
+        for raw, packed in self.collector.segments(deflate=True):
+            assert packed is not None  # deflate=True: every segment carries it
+            out.append((raw, packed))
+        return out
 
 
 class _One(Collector):
@@ -367,3 +401,11 @@ class _One(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield self._metric
+
+
+class _Placeholder(Metric):
+    """Where the core collector's families go in :meth:`Metrics.segments`."""
+
+    def __init__(self, owner: PantauCollector) -> None:
+        super().__init__("pantau_core_placeholder", "", "gauge")
+        self.owner = owner

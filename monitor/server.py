@@ -3,14 +3,15 @@
 ``/healthz`` answers as long as the event loop serves requests: that is all it proves.
 ``/readyz`` asks a :class:`Readiness` (the daemon) whether the store, the config and the
 plugins are ready, and says which part is not. ``/metrics`` renders the registry of
-:class:`monitor.metrics.Metrics` in the Prometheus text format, gzipped when the client asks.
+:class:`monitor.metrics.Metrics` in the Prometheus text format, gzipped when the client asks
+(from the cached exposition: only what changed since the last scrape is formatted and
+compressed again).
 
 Access logs go through structlog at debug level (never aiohttp's own format on stdout).
 """
 
 from __future__ import annotations
 
-import gzip
 from typing import Any, Protocol
 
 import structlog
@@ -19,7 +20,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from monitor.board import BoardSource, add_board_routes
 from monitor.clock import Clock, SystemClock
-from monitor.metrics import Metrics
+from monitor.metrics import Metrics, gzip_segments
 
 __all__ = [
     "CLOCK_KEY",
@@ -34,7 +35,8 @@ __all__ = [
 
 #: The Prometheus text format pantau serves (prometheus_client >= 0.22 calls 1.0.0 "latest").
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-#: A render slower than this (seconds) is logged as a warning: scrapes share the event loop.
+#: A render (and gzip) slower than this (seconds) is logged as a warning: scrapes share the
+#: event loop.
 SLOW_RENDER = 0.05
 #: Bodies smaller than this are not worth gzipping.
 _GZIP_MIN = 1024
@@ -112,14 +114,19 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    """The exposition, from the cached segments (see :mod:`monitor.exposition`): gzipped
+    from their cached deflated forms when the client accepts gzip, else joined."""
     clock = request.app[CLOCK_KEY]
     started = clock.monotonic()
-    body = request.app[METRICS_KEY].render()
+    compress = _accepts_gzip(request)
+    segments = request.app[METRICS_KEY].segments(deflate=compress)
     headers = {hdrs.CONTENT_TYPE: CONTENT_TYPE}
-    if len(body) >= _GZIP_MIN and _accepts_gzip(request):
-        body = gzip.compress(body, compresslevel=6)
+    if compress and sum(len(raw) for raw, _ in segments) >= _GZIP_MIN:
+        body = gzip_segments(segments)
         headers[hdrs.CONTENT_ENCODING] = "gzip"
         headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
+    else:
+        body = b"".join(raw for raw, _ in segments)
     elapsed = clock.monotonic() - started
     if elapsed > SLOW_RENDER:
         log.warning("slow metrics render", seconds=round(elapsed, 4), bytes=len(body))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 import structlog
+from prometheus_client import generate_latest
 from structlog.testing import capture_logs
 
 from monitor.metrics import AgencyInfo, Metrics
@@ -118,6 +119,29 @@ async def test_metrics_gzipped_when_accepted(aiohttp_client, ready):
     assert gzip.decompress(await resp.read()) == raw
     refused = await client.get("/metrics", headers={"Accept-Encoding": "gzip;q=0"})
     assert "Content-Encoding" not in refused.headers
+
+
+async def test_metrics_gzip_follows_state_changes(aiohttp_client, ready):
+    """The gzipped exposition (from the cache) follows a changed state, and equals the text
+    formatted afresh."""
+    view = View(accounts=many_accounts(300))
+    big = Metrics(view, "v")
+    client = await aiohttp_client(make_app(big, ready))
+
+    async def scrape() -> bytes:
+        resp = await client.get("/metrics", headers={"Accept-Encoding": "gzip"},
+                                auto_decompress=False)
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert resp.headers["Vary"] == "Accept-Encoding"
+        return gzip.decompress(await resp.read())
+
+    first = await scrape()
+    view.states[view.accounts[200].key] = AccountState(last_check_at=NOW, ok=False)
+    second = await scrape()
+    assert second != first
+    assert second == generate_latest(big.registry)
+    assert b'pantau_check_success{account="https://x/200",agency="a200",platform="rss"} 0.0' \
+        in second
 
 
 async def test_slow_render_is_logged(aiohttp_client, metrics, ready, logs):
