@@ -1,13 +1,18 @@
 """pantau's state store: SQLite history and last known values, committed before reported.
 
-All database work runs in one dedicated worker thread that owns the only connection, so
-calls are serialised and the event loop never waits on disk. Times are stored as REAL UTC
-epoch seconds and always come back as timezone-aware UTC datetimes.
+All database work runs in one dedicated worker thread that owns the only connection, so the
+event loop never waits on disk. Work is done in the order it was asked for, one piece at a
+time, through one queue; the SQL itself is in :mod:`monitor.store_sql`.
 
-Tables: ``checks`` (append-only history), ``accounts`` (current state, one row per account),
-``posts`` (posts seen, for the posting-frequency windows and rankings), ``validators``
-(conditional-GET validators per URL) and ``memos`` (per-account plugin notes, JSON).
-The schema is versioned with ``PRAGMA user_version``; migration N is ``_MIGRATIONS[N - 1]``.
+Group commit: a :meth:`Store.record` that arrives while the worker is busy waits in the queue
+and goes, with every other record waiting behind it (up to :data:`BATCH_MAX`), into the next
+transaction: one ``BEGIN IMMEDIATE ... COMMIT`` and one fsync for the batch. Each caller
+still returns only once its own check is committed. A failure that is about one check (a
+value SQLite refuses, a constraint, a bug) costs only that check: the batch is rolled back and
+written again in one transaction with a savepoint around each check, so only the bad check's
+caller gets the :class:`StoreError`. A failure of the storage itself (disk full, read-only,
+I/O error, locked, damaged) fails every check of the batch, each caller with the same
+:class:`StoreError` as a lone record gets, naming its own account.
 """
 
 from __future__ import annotations
@@ -15,64 +20,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 
+from monitor import store_sql as sql
 from monitor.http import Validators
 from monitor.model import CheckResult
-from monitor.state import POST_WINDOWS, AccountState, post_key
+from monitor.state import AccountState
+from monitor.store_sql import SCHEMA_VERSION, CheckRow, StoredState, read_generation
 
-__all__ = ["SCHEMA_VERSION", "CheckRow", "Store", "StoreError", "StoredState"]
+__all__ = [
+    "BATCH_MAX", "SCHEMA_VERSION", "CheckRow", "Store", "StoreError", "StoredState",
+    "read_generation",
+]
 
 log = structlog.get_logger("pantau.store")
 Key = tuple[str, str, str]
 T = TypeVar("T")
 
-_KEY = "agency TEXT NOT NULL, platform TEXT NOT NULL, account TEXT NOT NULL"
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # 1: everything
-        f"""CREATE TABLE checks (id INTEGER PRIMARY KEY, {_KEY}, checked_at REAL NOT NULL,
-            ok INTEGER NOT NULL, reason TEXT, message TEXT, latest_post_at REAL, post_url TEXT,
-            post_id TEXT, method TEXT, duration REAL NOT NULL,
-            unchanged INTEGER NOT NULL DEFAULT 0, retry_after REAL)""",
-        "CREATE INDEX checks_by_account ON checks (agency, platform, account, checked_at)",
-        "CREATE INDEX checks_by_time ON checks (checked_at)",
-        f"""CREATE TABLE accounts ({_KEY}, last_post_at REAL, post_url TEXT, post_id TEXT,
-            method TEXT, last_check_at REAL, last_success_at REAL, ok INTEGER, reason TEXT,
-            message TEXT, consecutive_failures INTEGER NOT NULL DEFAULT 0,
-            PRIMARY KEY (agency, platform, account)) WITHOUT ROWID""",
-        f"""CREATE TABLE posts ({_KEY}, post_key TEXT NOT NULL, post_id TEXT,
-            published_at REAL NOT NULL,
-            PRIMARY KEY (agency, platform, account, post_key)) WITHOUT ROWID""",
-        "CREATE INDEX posts_by_time ON posts (published_at)",
-        """CREATE TABLE validators (url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT,
-            body_hash TEXT)""",
-        f"""CREATE TABLE memos ({_KEY}, json TEXT NOT NULL,
-            PRIMARY KEY (agency, platform, account)) WITHOUT ROWID""",
-    ),
-)
-#: The schema version this code writes (``PRAGMA user_version``).
-SCHEMA_VERSION: int = len(_MIGRATIONS)
-
+#: At most this many checks are committed in one transaction.
+BATCH_MAX = 512
 _BUSY_TIMEOUT_S = 10.0
-#: Posts are kept at least this long, whatever the retention, so the windows stay right.
-_KEEP_POSTS_S = max(POST_WINDOWS.values()).total_seconds()
-_ACCOUNT_COLUMNS = (
-    "last_post_at, post_url, post_id, method, last_check_at, last_success_at, ok, reason, "
-    "message, consecutive_failures"
-)
-_CHECK_COLUMNS = (
-    "checked_at, ok, reason, message, latest_post_at, post_url, post_id, method, duration, "
-    "unchanged, retry_after"
+#: SQLite result codes (``sqlite_errorname`` prefixes) that say the storage itself failed:
+#: every write would fail the same way, so a batch is not retried check by check.
+_STORAGE_ERRORS = (
+    "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_BUSY",
+    "SQLITE_LOCKED", "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_NOMEM", "SQLITE_PERM",
+    "SQLITE_PROTOCOL", "SQLITE_INTERRUPT", "SQLITE_NOLFS", "SQLITE_AUTH", "SQLITE_ABORT",
 )
 
 
@@ -80,43 +64,59 @@ class StoreError(Exception):
     """The state store cannot be opened, read or written. The message is for the operator."""
 
 
-@dataclass(frozen=True, slots=True)
-class CheckRow:
-    """One recorded check, as :meth:`Store.history` returns it."""
+@dataclass(slots=True, eq=False)
+class _Record:
+    """One check waiting for its commit."""
 
     key: Key
-    checked_at: datetime
-    ok: bool
-    reason: str | None
-    message: str | None
-    latest_post_at: datetime | None
-    post_url: str | None
-    post_id: str | None
-    method: str | None
-    duration: float
-    unchanged: bool = False
-    retry_after: float | None = None
+    args: tuple[CheckResult, AccountState, dict[str, Validators], str | None]
+    waiter: asyncio.Future[int]
 
 
-@dataclass
-class StoredState:
-    """Everything :meth:`Store.load` brings back at start."""
+@dataclass(slots=True, eq=False)
+class _Call:
+    """Any other piece of work: ``fn(*args)`` in the worker thread, alone."""
 
-    accounts: dict[Key, AccountState]
-    validators: dict[str, Validators]
-    memos: dict[Key, dict[str, Any]]
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    waiter: asyncio.Future[Any]
+    always: bool = False  # run it even if its caller stopped waiting (close)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What became of a batch of records, as the worker hands it back."""
+
+    errors: list[BaseException | None] | None = None  # per record, when the batch committed
+    failure: BaseException | None = None  # the whole batch failed with this
+    generation: int = 0
 
 
 class Store:
-    """The SQLite state store. Create it with ``await Store.open(path)``; close it when done."""
+    """The SQLite state store. Create it with ``await Store.open(path)``; close it when done.
+
+    ``generation`` is the store's generation after the last commit: a number kept in the
+    database and raised by one in every transaction that changes what ``/metrics`` would
+    show after a restart (a batch of records; a prune that deleted posts; a forget that
+    deleted anything). Another process reads it with :func:`read_generation`.
+    ``commits`` counts the write transactions committed since open (a batch is one).
+    """
 
     def __init__(self, path: Path, executor: ThreadPoolExecutor) -> None:
         self.path = path
-        #: False after a write failed; True again after a later write succeeds.
+        #: False after a write failed; True again after a later write succeeds. A batch in
+        #: which only some checks failed (their own fault) leaves it True.
         self.healthy = True
+        self.generation = 0
+        self.commits = 0
         self._executor = executor
         self._conn: sqlite3.Connection | None = None  # only ever touched in the worker thread
+        self._queue: deque[_Record | _Call] = deque()
+        self._busy = False  # a piece of work is in the worker thread
+        self._closing = False  # close() was called: nothing new is accepted
         self._closed = False
+        self._close_done: asyncio.Future[None] | None = None
+        self._new_generation: int | None = None  # bumped in the open transaction
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -129,19 +129,32 @@ class Store:
         try:
             await store._run(store._connect)
         except BaseException:
+            store._closing = store._closed = True
             executor.shutdown(wait=False)
             raise
         return store
 
     async def close(self) -> None:
-        """Close the connection and stop the worker thread. Calling it again does nothing."""
-        if self._closed:
+        """Commit every record still waiting, close the connection and stop the worker
+        thread. Calling it again (even while the first call runs) waits for the first."""
+        loop = asyncio.get_running_loop()
+        if self._closing:
+            if self._close_done is not None and not self._close_done.done():
+                await asyncio.shield(self._close_done)
             return
+        self._closing = True
+        self._close_done = loop.create_future()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._queue.append(_Call(self._disconnect, (), waiter, always=True))
+        self._kick()
         try:
-            await self._run(self._disconnect)
+            await waiter
         finally:
             self._closed = True
-            self._executor.shutdown(wait=False)
+            if not self._busy:
+                self._executor.shutdown(wait=False)
+            if not self._close_done.done():
+                self._close_done.set_result(None)
 
     async def __aenter__(self) -> Store:
         return self
@@ -157,16 +170,22 @@ class Store:
         *,
         validators: Mapping[str, Validators] = {},  # noqa: B006 - read only, never mutated
         memo: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Commit one check in one transaction: the history row, the account's new ``state``
-        (``state`` is the state after applying ``result``), the posts it saw, the validators
-        and, when given, the account's memo (replaced). Committed before it returns."""
+    ) -> int:
+        """Commit one check: the history row, the account's new ``state`` (``state`` is the
+        state after applying ``result``), the posts it saw, the validators and, when given,
+        the account's memo (replaced), all in one transaction (shared with the other checks
+        recorded meanwhile). Committed before it returns; returns the generation it was
+        committed at.
+
+        Checks are committed in the order ``record`` was called. A check handed to
+        ``record`` is committed even if its caller is cancelled while it waits (a shutdown
+        cancels checks, then :meth:`close` commits what they recorded). Raises
+        :class:`StoreError` if this check could not be committed."""
         key = result.account.key
-        memo_json = None if memo is None else _memo_json(key, memo)
-        await self._write(
-            f"cannot record the check of {'/'.join(key)}",
-            self._record, result, state, dict(validators), memo_json,
-        )
+        memo_json = None if memo is None else sql.memo_json(key, memo)
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._submit(_Record(key, (result, state, dict(validators), memo_json), waiter))
+        return await waiter
 
     async def prune(self, now: datetime, retention: float) -> int:
         """Delete checks older than ``now - retention`` seconds, and posts older than that
@@ -174,7 +193,7 @@ class Store:
         The current state of accounts is never touched."""
         if retention < 0:
             raise ValueError(f"retention must not be negative, got {retention}")
-        return await self._write("cannot prune old history", self._prune, _ts(now), retention)
+        return await self._write("cannot prune old history", self._prune, sql.ts(now), retention)
 
     async def forget(self, keys: Iterable[Key]) -> None:
         """Drop everything stored about these accounts (state, posts, memo, history)."""
@@ -185,26 +204,116 @@ class Store:
     async def load(self) -> StoredState:
         """The last known state of every account (with its posts of the last 30 days before
         its last check), all validators and all memos."""
-        return await self._read("cannot load the state", self._load)
+        return await self._read("cannot load the state", self._in_db, sql.load)
 
     async def history(self, key: Key, since: datetime | None = None) -> list[CheckRow]:
         """The checks of one account (at or after ``since``), oldest first."""
-        return await self._read("cannot read history", self._history, tuple(key), _ts(since))
+        return await self._read(
+            "cannot read history", self._in_db, sql.history, tuple(key), sql.ts(since)
+        )
 
     async def posts(
         self, key: Key, since: datetime | None = None
     ) -> list[tuple[datetime, str | None]]:
         """``(published_at, post_id)`` of the posts of one account (at or after ``since``),
         oldest first."""
-        return await self._read("cannot read posts", self._posts, tuple(key), _ts(since))
+        return await self._read(
+            "cannot read posts", self._in_db, sql.posts, tuple(key), sql.ts(since)
+        )
 
-    # -- plumbing (on the loop) -----------------------------------------------------------
+    # -- the queue (on the loop) ----------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in the worker thread."""
-        if self._closed:
+        """Run ``fn(*args)`` in the worker thread, after everything asked for before it.
+        If the caller stops waiting before it started, it does not run."""
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._submit(_Call(fn, args, waiter))
+        return await waiter
+
+    def _submit(self, op: _Record | _Call) -> None:
+        if self._closing:
             raise StoreError(f"state store {self.path} is closed")
+        self._queue.append(op)
+        self._kick()
+
+    def _kick(self) -> None:
+        """Hand the next piece of work to the worker thread, unless it is busy."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        while not self._busy and self._queue:
+            head = self._queue[0]
+            ops: list[_Record | _Call]
+            if isinstance(head, _Call):
+                self._queue.popleft()
+                if head.waiter.cancelled() and not head.always:
+                    continue
+                ops, job = [head], partial(head.fn, *head.args)
+            else:
+                batch: list[_Record] = []
+                while self._queue and isinstance(self._queue[0], _Record) and (
+                    len(batch) < BATCH_MAX
+                ):
+                    batch.append(self._queue.popleft())  # type: ignore[arg-type]
+                ops, job = list(batch), partial(self._commit_records, batch)
+            try:
+                future = loop.run_in_executor(self._executor, job)
+            except RuntimeError:  # the worker is gone (a close that was cancelled)
+                self._finish(ops, None, StoreError(f"state store {self.path} is closed"))
+                continue
+            self._busy = True
+            future.add_done_callback(partial(self._done, ops))
+
+    def _done(self, ops: list[_Record | _Call], future: asyncio.Future[Any]) -> None:
+        self._busy = False
+        try:
+            if future.cancelled():
+                self._finish(ops, None, StoreError(f"state store {self.path}: work was lost"))
+            else:
+                error = future.exception()
+                self._finish(ops, None if error else future.result(), error)
+        finally:
+            if self._queue:
+                self._kick()
+            elif self._closed:
+                self._executor.shutdown(wait=False)
+
+    def _finish(
+        self, ops: list[_Record | _Call], value: Any, error: BaseException | None
+    ) -> None:
+        """Tell the callers of ``ops`` how their work went."""
+        if isinstance(ops[0], _Call):
+            waiter = ops[0].waiter
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(value)
+                else:
+                    waiter.set_exception(error)
+            return
+        outcome = value if isinstance(value, _Batch) else _Batch(failure=error)
+        records: list[_Record] = ops  # type: ignore[assignment]
+        if outcome.failure is not None:
+            self.healthy = False
+            reason = _explain(outcome.failure, self.path)
+            for item in records:
+                self._fail(item, reason, outcome.failure)
+            return
+        assert outcome.errors is not None
+        committed = False
+        for item, err in zip(records, outcome.errors, strict=True):
+            if err is None:
+                committed = True
+                if not item.waiter.done():
+                    item.waiter.set_result(outcome.generation)
+            else:
+                self._fail(item, _explain(err, self.path), err)
+        self.healthy = committed
+
+    def _fail(self, item: _Record, reason: str, cause: BaseException) -> None:
+        if item.waiter.done():  # its caller was cancelled
+            return
+        error = StoreError(
+            f"state store {self.path}: cannot record the check of {'/'.join(item.key)}: {reason}"
+        )
+        error.__cause__ = cause
+        item.waiter.set_exception(error)
 
     async def _write(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -232,6 +341,9 @@ class Store:
             raise StoreError(f"state store {self.path} is not open")
         return self._conn
 
+    def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(self._db, *args)
+
     def _connect(self) -> None:
         try:
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
@@ -245,9 +357,10 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL, not NORMAL: in WAL mode NORMAL does not sync the WAL at each commit, so a
             # power loss or OS crash may undo the last commits. DESIGN.md promises that a crash
-            # loses no committed observation; one fsync per check is cheap at our write rate.
+            # loses no committed observation; group commit makes it one fsync per batch.
             conn.execute("PRAGMA synchronous = FULL")
             self._migrate(conn)
+            self.generation = sql.generation(conn)
         except sqlite3.Error as exc:
             conn.close()
             if _errname(exc).startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
@@ -268,18 +381,14 @@ class Store:
             return
         conn.execute("BEGIN IMMEDIATE")  # read again under the write lock: another may migrate
         try:
-            version = self._version(conn)
-            for number in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[number - 1]:
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            sql.migrate(conn, self._version(conn))
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            sql.rollback(conn)
             raise
 
     def _version(self, conn: sqlite3.Connection) -> int:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        version = sql.user_version(conn)
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"state store {self.path} was written by a newer pantau (schema {version}); "
@@ -295,144 +404,91 @@ class Store:
             self._conn = None
 
     def _transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` in one write transaction; it may call :meth:`_bump`."""
         conn = self._db
+        self._new_generation = None
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn, *args)
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            sql.rollback(conn)
             raise
+        finally:
+            new, self._new_generation = self._new_generation, None
+        self.commits += 1
+        if new is not None:
+            self.generation = new
         return result
 
-    def _record(
-        self,
-        conn: sqlite3.Connection,
-        result: CheckResult,
-        state: AccountState,
-        validators: dict[str, Validators],
-        memo_json: str | None,
-    ) -> None:
-        key = result.account.key
-        obs = result.observation if result.ok else None
-        changed = obs is not None and not obs.unchanged
-        conn.execute(
-            f"INSERT INTO checks (agency, platform, account, {_CHECK_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                *key, _ts(result.checked_at), int(result.ok), result.reason, result.message,
-                _ts(obs.latest_post_at) if changed else None,
-                obs.post_url if changed else None,
-                obs.post_id if changed else None,
-                obs.method if obs is not None else None,
-                result.duration, int(obs is not None and obs.unchanged), result.retry_after,
-            ),
-        )
-        conn.execute(
-            f"INSERT OR REPLACE INTO accounts (agency, platform, account, {_ACCOUNT_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                *key, _ts(state.last_post_at), state.post_url, state.post_id, state.method,
-                _ts(state.last_check_at), _ts(state.last_success_at),
-                None if state.ok is None else int(state.ok), state.reason, state.message,
-                state.consecutive_failures,
-            ),
-        )
-        if changed:
-            conn.executemany(
-                "INSERT INTO posts (agency, platform, account, post_key, post_id, published_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (agency, platform, account, post_key) "
-                "DO UPDATE SET post_id = excluded.post_id, published_at = excluded.published_at",
-                (
-                    (*key, post_key(p.id, p.published_at), p.id, _ts(p.published_at))
-                    for p in obs.posts
-                ),
-            )
-        conn.executemany(
-            "INSERT OR REPLACE INTO validators (url, etag, last_modified, body_hash) "
-            "VALUES (?, ?, ?, ?)",
-            ((url, v.etag, v.last_modified, v.body_hash) for url, v in validators.items()),
-        )
-        if memo_json is not None:
-            conn.execute(
-                "INSERT OR REPLACE INTO memos (agency, platform, account, json) "
-                "VALUES (?, ?, ?, ?)",
-                (*key, memo_json),
-            )
+    def _bump(self, conn: sqlite3.Connection) -> int:
+        """Raise the generation in the open transaction (published when it commits)."""
+        self._new_generation = sql.bump_generation(conn)
+        return self._new_generation
+
+    def _commit_records(self, batch: list[_Record]) -> _Batch:
+        """Commit a batch of records in one transaction. If a record fails for a reason of
+        its own, write the batch again with a savepoint around each record: the others are
+        committed, the bad one is reported. A storage failure fails the whole batch."""
+        try:
+            return self._transaction(self._write_records, batch, False)
+        except Exception as exc:  # noqa: BLE001 - sorted below, handed to the callers
+            if len(batch) == 1 or _storage_failure(exc):
+                return _Batch(failure=exc)
+            log.warning("a check could not be committed with others; committing one by one",
+                        batch=len(batch), error=f"{type(exc).__name__}: {exc}")
+        try:
+            return self._transaction(self._write_records, batch, True)
+        except _NothingToCommit as nothing:
+            return _Batch(errors=nothing.errors)
+        except Exception as exc:  # noqa: BLE001 - the storage failed meanwhile
+            return _Batch(failure=exc)
+
+    def _write_records(
+        self, conn: sqlite3.Connection, batch: list[_Record], isolate: bool
+    ) -> _Batch:
+        errors: list[BaseException | None] = [None] * len(batch)
+        for i, item in enumerate(batch):
+            if not isolate:
+                sql.record(conn, *item.args)
+                continue
+            conn.execute("SAVEPOINT record")
+            try:
+                sql.record(conn, *item.args)
+            except Exception as exc:
+                if _storage_failure(exc):
+                    raise
+                conn.execute("ROLLBACK TO record")
+                errors[i] = exc
+            conn.execute("RELEASE record")
+        if all(err is not None for err in errors):
+            raise _NothingToCommit(errors)
+        return _Batch(errors=errors, generation=self._bump(conn))
 
     def _prune(self, conn: sqlite3.Connection, now: float, retention: float) -> int:
-        checks = conn.execute("DELETE FROM checks WHERE checked_at < ?", (now - retention,))
-        posts = conn.execute(
-            "DELETE FROM posts WHERE published_at < ?", (now - max(retention, _KEEP_POSTS_S),)
-        )
-        return checks.rowcount + posts.rowcount
+        checks, posts = sql.prune(conn, now, retention)
+        if posts:
+            self._bump(conn)
+        return checks + posts
 
     def _forget(self, conn: sqlite3.Connection, keys: list[Key]) -> None:
-        for table in ("accounts", "posts", "memos", "checks"):
-            conn.executemany(
-                f"DELETE FROM {table} WHERE agency = ? AND platform = ? AND account = ?", keys
-            )
+        if sql.forget(conn, keys):
+            self._bump(conn)
 
-    def _load(self) -> StoredState:
-        conn = self._db
-        accounts: dict[Key, AccountState] = {}
-        rows = conn.execute(f"SELECT agency, platform, account, {_ACCOUNT_COLUMNS} FROM accounts")
-        for row in rows:
-            last_post, url, pid, method, checked, success, ok, reason, message, failures = row[3:]
-            accounts[row[:3]] = AccountState(
-                last_post_at=_dt(last_post), post_url=url, post_id=pid, method=method,
-                last_check_at=_dt(checked), last_success_at=_dt(success),
-                ok=None if ok is None else bool(ok), reason=reason, message=message,
-                consecutive_failures=failures,
-            )
-        posts = conn.execute(
-            "SELECT p.agency, p.platform, p.account, p.post_key, p.published_at FROM posts p "
-            "JOIN accounts a USING (agency, platform, account) "
-            "WHERE a.last_check_at IS NULL OR p.published_at >= a.last_check_at - ? "
-            "ORDER BY p.published_at",
-            (_KEEP_POSTS_S,),
-        )
-        for agency, platform, account, pkey, published in posts:
-            accounts[(agency, platform, account)].posts[pkey] = _dt(published)
-        validators = {
-            url: Validators(etag=etag, last_modified=modified, body_hash=body_hash)
-            for url, etag, modified, body_hash in conn.execute(
-                "SELECT url, etag, last_modified, body_hash FROM validators"
-            )
-        }
-        memos = {
-            (agency, platform, account): json.loads(text)
-            for agency, platform, account, text in conn.execute(
-                "SELECT agency, platform, account, json FROM memos"
-            )
-        }
-        return StoredState(accounts=accounts, validators=validators, memos=memos)
 
-    def _history(self, key: Key, since: float | None) -> list[CheckRow]:
-        rows = self._db.execute(
-            f"SELECT {_CHECK_COLUMNS} FROM checks "
-            "WHERE agency = ? AND platform = ? AND account = ? AND checked_at >= ? "
-            "ORDER BY checked_at, id",
-            (*key, float("-inf") if since is None else since),
-        )
-        return [
-            CheckRow(
-                key=key, checked_at=_dt(checked), ok=bool(ok), reason=reason, message=message,
-                latest_post_at=_dt(latest), post_url=url, post_id=pid, method=method,
-                duration=duration, unchanged=bool(unchanged), retry_after=retry_after,
-            )
-            for (checked, ok, reason, message, latest, url, pid, method, duration, unchanged,
-                 retry_after) in rows
-        ]
+class _NothingToCommit(Exception):
+    """Every record of a batch failed on its own (raised to roll the transaction back)."""
 
-    def _posts(self, key: Key, since: float | None) -> list[tuple[datetime, str | None]]:
-        rows = self._db.execute(
-            "SELECT published_at, post_id FROM posts "
-            "WHERE agency = ? AND platform = ? AND account = ? AND published_at >= ? "
-            "ORDER BY published_at, post_key",
-            (*key, float("-inf") if since is None else since),
-        )
-        return [(_dt(published), pid) for published, pid in rows]
+    def __init__(self, errors: list[BaseException | None]) -> None:
+        super().__init__("every record failed")
+        self.errors = errors
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the storage failed (so every write would), not one record."""
+    if isinstance(exc, (OSError, MemoryError, StoreError)):
+        return True
+    return isinstance(exc, sqlite3.Error) and _errname(exc).startswith(_STORAGE_ERRORS)
 
 
 def _check_location(path: Path) -> None:
@@ -457,35 +513,6 @@ def _check_location(path: Path) -> None:
         )
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise StoreError(f"state store {path} is read-only or unreadable for this user")
-
-
-def _memo_json(key: Key, memo: Mapping[str, Any]) -> str | None:
-    """The memo as JSON, or None (memo not saved, logged) when a plugin put a non-JSON value
-    in it: a plugin's bad note must not cost the check its durability."""
-    try:
-        return json.dumps(dict(memo), sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        log.error("memo is not JSON; not saved", account="/".join(key), error=str(exc))
-        return None
-
-
-def _ts(value: datetime | None) -> float | None:
-    """A datetime as UTC epoch seconds (naive datetimes are refused, never guessed)."""
-    if value is None:
-        return None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()} cannot be stored")
-    return value.timestamp()
-
-
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
 
 
 def _errname(exc: BaseException) -> str:
@@ -519,8 +546,10 @@ def _explain(exc: BaseException, path: Path | None = None) -> str:
         hint = "the file is not a pantau state database or is damaged"
     elif name.startswith("SQLITE_IOERR") or isinstance(exc, OSError):
         hint = "an I/O error (failing disk or filesystem?)"
-    else:
+    elif isinstance(exc, (sqlite3.Error, StoreError)):
         return str(exc)
+    else:  # not SQLite's: a value it could not take, or a bug
+        return f"{type(exc).__name__}: {exc}"
     return f"{hint} ({exc})"
 
 

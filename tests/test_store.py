@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import random
+import shutil
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from monitor import store as store_module
+from monitor import store_sql
 from monitor.http import Validators
 from monitor.model import Account, CheckResult, Observation, Post, Timeout
 from monitor.state import AccountState
-from monitor.store import SCHEMA_VERSION, Store, StoreError
+from monitor.store import SCHEMA_VERSION, Store, StoreError, read_generation
 
 T0 = datetime(2026, 11, 20, 3, 0, 0, 123456, tzinfo=UTC)
 WIB = timezone(timedelta(hours=7))
@@ -379,3 +385,230 @@ async def test_concurrent_records_are_all_committed(store: Store) -> None:
     results = [success(T0 + timedelta(minutes=i)) for i in range(50)]
     await asyncio.gather(*(store.record(r, AccountState().apply(r)) for r in results))
     assert len(await store.history(DINSOS.key)) == 50
+
+
+# -- the generation --------------------------------------------------------------------------
+
+
+async def test_generation_rises_with_each_write_that_shows(store: Store) -> None:
+    """Every transaction that changes what /metrics would show after a restart raises the
+    generation by one (a record; a prune that deleted posts; a forget that deleted rows),
+    and read_generation reads the same number from another connection."""
+    path = store.path
+    start = store.generation
+    assert read_generation(path) == start
+    result = success(T0, Post(T0, "new"))
+    assert await store.record(result, AccountState().apply(result)) == start + 1
+    assert store.generation == read_generation(path) == start + 1
+    await store.record(failure(T0 + timedelta(hours=1)), AccountState())
+    assert store.generation == start + 2
+    assert await store.prune(T0, timedelta(days=400).total_seconds()) == 0
+    assert store.generation == start + 2
+    assert await store.prune(T0 + timedelta(hours=2), 60.0) == 2  # history only
+    assert store.generation == start + 2
+    result = success(T0 + timedelta(hours=3), Post(T0 - timedelta(days=40), "old"))
+    await store.record(result, AccountState().apply(result))
+    assert await store.prune(T0 + timedelta(hours=3), 0.0) == 1  # the 40-day-old post
+    assert store.generation == start + 4 == read_generation(path)
+    await store.forget([DISHUB.key])  # nothing stored
+    assert store.generation == start + 4
+    await store.forget([DINSOS.key])
+    assert store.generation == start + 5
+    store = await reopen(store)
+    try:
+        assert store.generation == start + 5 == read_generation(path)
+    finally:
+        await store.close()
+    assert read_generation(path) == start + 5
+
+
+async def test_generation_is_not_raised_by_a_failed_write(store: Store) -> None:
+    """A record that could not be committed leaves the generation where it was."""
+    start = store.generation
+    await store._run(lambda: store._db.execute("PRAGMA query_only = ON"))
+    with pytest.raises(StoreError):
+        await store.record(success(T0), AccountState().apply(success(T0)))
+    assert store.generation == start == read_generation(store.path)
+
+
+async def test_new_stores_start_at_different_generations(tmp_path: Path) -> None:
+    """A store deleted and created again does not start where the old one did (a snapshot
+    of the old store must not match the new one)."""
+    starts = set()
+    for name in ("a.db", "b.db", "c.db"):
+        async with await Store.open(tmp_path / name) as opened:
+            starts.add(opened.generation)
+    assert len(starts) == 3 and all(0 <= g < 2**48 for g in starts)
+
+
+async def test_read_generation_writes_nothing(tmp_path: Path) -> None:
+    """read_generation creates no file: not the database, not its -wal or -shm; and is
+    None for a missing file, a directory, a file that is not SQLite, a schema 1 store."""
+    missing = tmp_path / "missing.db"
+    assert read_generation(missing) is None
+    assert read_generation(str(missing)) is None
+    assert list(tmp_path.iterdir()) == []
+    assert read_generation(tmp_path) is None
+    text = tmp_path / "pantau.yaml"
+    text.write_text("listen: 127.0.0.1:9864\n" * 100)
+    assert read_generation(text) is None
+    (tmp_path / "empty.db").touch()
+    assert read_generation(tmp_path / "empty.db") is None
+    old = tmp_path / "v1.db"
+    with contextlib.closing(sqlite3.connect(old)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        for statement in store_sql.MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+    assert read_generation(old) is None
+    closed = tmp_path / "odd name?#%.db"
+    async with await Store.open(closed) as opened:
+        generation = opened.generation
+    before = sorted(p.name for p in tmp_path.iterdir())
+    started = time.perf_counter()
+    for _ in range(20):
+        assert read_generation(closed) == generation
+    assert (time.perf_counter() - started) / 20 < 0.05  # about a millisecond
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -wal, no -shm
+
+
+async def test_read_generation_of_a_crashed_store(store: Store, tmp_path: Path) -> None:
+    """What a crash leaves (database + WAL not checkpointed) is read with its last commit;
+    and a store being written by another process is read without waiting."""
+    await store.record(success(T0), AccountState().apply(success(T0)))
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copy(f"{store.path}{suffix}", crash / f"pantau.db{suffix}")
+    assert read_generation(crash / "pantau.db") == store.generation
+    with contextlib.closing(sqlite3.connect(store.path, isolation_level=None)) as writer:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE meta SET value = value + 1")
+        assert read_generation(store.path) == store.generation  # not the uncommitted one
+        writer.execute("ROLLBACK")
+
+
+async def test_schema_1_store_is_migrated_keeping_its_data(tmp_path: Path) -> None:
+    """A store written by the previous schema gets the generation table; nothing is lost."""
+    path = tmp_path / "pantau.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for statement in store_sql.MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO accounts (agency, platform, account, last_post_at, last_check_at, ok) "
+            "VALUES ('dinsos', 'instagram', 'dinsos.cilegon', ?, ?, 1)",
+            (T0.timestamp() - 3600, T0.timestamp()))
+        db.commit()
+    async with await Store.open(path) as opened:
+        assert (await opened.load()).accounts[DINSOS.key].last_post_at == T0 - timedelta(
+            hours=1)
+        generation = opened.generation
+    assert read_generation(path) == generation
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+# -- the fast load -----------------------------------------------------------------------------
+
+
+def _old_load(path: Path) -> dict[tuple[str, str, str], AccountState]:
+    """The accounts as Store.load built them before the one-row-per-account loader: the
+    posts query joined accounts for each post, in published_at order."""
+    dt = store_sql.dt
+    accounts: dict[tuple[str, str, str], AccountState] = {}
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        for row in conn.execute(
+            "SELECT agency, platform, account, last_post_at, post_url, post_id, method, "
+            "last_check_at, last_success_at, ok, reason, message, consecutive_failures "
+            "FROM accounts"
+        ):
+            last_post, url, pid, method, checked, success_, ok, reason, message, failures = (
+                row[3:])
+            accounts[row[:3]] = AccountState(
+                last_post_at=dt(last_post), post_url=url, post_id=pid, method=method,
+                last_check_at=dt(checked), last_success_at=dt(success_),
+                ok=None if ok is None else bool(ok), reason=reason, message=message,
+                consecutive_failures=failures,
+            )
+        for agency, platform, account, pkey, published in conn.execute(
+            "SELECT p.agency, p.platform, p.account, p.post_key, p.published_at FROM posts p "
+            "JOIN accounts a USING (agency, platform, account) "
+            "WHERE a.last_check_at IS NULL OR p.published_at >= a.last_check_at - ? "
+            "ORDER BY p.published_at",
+            (store_sql.KEEP_POSTS_S,),
+        ):
+            accounts[(agency, platform, account)].posts[pkey] = dt(published)
+    return accounts
+
+
+def _random_store(path: Path, rng: random.Random) -> None:
+    """Accounts with and without posts, never checked, posts older than the window and at
+    its very edge, posts of no account, ties in time, odd keys, times off the microsecond."""
+    keep = store_sql.KEEP_POSTS_S
+    odd = ["", ",", "\x1f", '"', "'", "é", "🙂", " ", "\\", "|", "\n"]
+
+    def word() -> str:
+        return "".join(rng.choice([*"abcxyz019._-", *odd]) for _ in range(rng.randint(1, 12)))
+
+    now = T0.timestamp()
+    accounts, posts = [], []
+    for i in range(400):
+        key = (rng.choice(["dinsos", "dishub", "kec-ciwandan", word()]),
+               rng.choice(["rss", "instagram", "website"]), f"{word()}{i}")
+        roll = rng.random()
+        if roll < 0.15:
+            checked = None  # never checked
+        elif roll < 0.5:
+            checked = round(now - rng.uniform(0, 90 * 86400), 6)  # microsecond exact
+        else:
+            checked = now - rng.uniform(0, 90 * 86400)  # any float
+        accounts.append((*key, None if checked is None else checked - 3600, "https://x.test/",
+                         word(), "feed", checked, checked, rng.choice([None, 0, 1]),
+                         rng.choice([None, "timeout"]), None, rng.randint(0, 3)))
+        base = now if checked is None else checked
+        times: list[float] = []
+        for _ in range(rng.choice([0, 0, 1, 3, 10, 25])):
+            kind = rng.random()
+            if kind < 0.1 and checked is not None:
+                t = checked - keep  # exactly at the edge: kept
+            elif kind < 0.15 and checked is not None:
+                t = math.nextafter(checked - keep, -math.inf)  # just past it: dropped
+            elif kind < 0.3 and times:
+                t = rng.choice(times)  # a tie
+            else:
+                t = base - rng.uniform(-86400, 60 * 86400)
+            times.append(t)
+        for n, t in enumerate(times):
+            posts.append((*key, f"{word()}#{n}", rng.choice([None, word()]), t))
+    for i in range(30):  # posts of accounts the store does not have
+        posts.append(("gone", "rss", f"{word()}{i}", word(), None, now - rng.uniform(0, 1e6)))
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executemany(
+            "INSERT INTO accounts (agency, platform, account, last_post_at, post_url, post_id, "
+            "method, last_check_at, last_success_at, ok, reason, message, "
+            "consecutive_failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", accounts)
+        db.executemany(
+            "INSERT INTO posts (agency, platform, account, post_key, post_id, published_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)", posts)
+        db.commit()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_load_builds_what_the_old_query_built(tmp_path: Path, seed: int) -> None:
+    """On a random store, load() gives the same accounts as the old posts query, each
+    account's posts in the same (published_at) order."""
+    path = tmp_path / "pantau.db"
+    async with await Store.open(path):
+        pass
+    _random_store(path, random.Random(seed))
+    expected = _old_load(path)
+    async with await Store.open(path) as opened:
+        loaded = (await opened.load()).accounts
+    assert loaded == expected
+    assert list(loaded) == list(expected)
+    for key, state in expected.items():
+        assert list(loaded[key].posts.items()) == list(state.posts.items()), key
+    counts = [len(state.posts) for state in loaded.values()]
+    assert counts.count(0) > 50 and max(counts) >= 20  # the store had both kinds
+    assert any(s.last_check_at is None and s.posts for s in loaded.values())
