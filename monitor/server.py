@@ -12,6 +12,7 @@ Access logs go through structlog at debug level (never aiohttp's own format on s
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Protocol
 
 import structlog
@@ -28,6 +29,7 @@ __all__ = [
     "METRICS_KEY",
     "READINESS_KEY",
     "Readiness",
+    "accepts_gzip",
     "bound_port",
     "make_app",
     "start_server",
@@ -118,7 +120,7 @@ async def _metrics(request: web.Request) -> web.Response:
     from their cached deflated forms when the client accepts gzip, else joined."""
     clock = request.app[CLOCK_KEY]
     started = clock.monotonic()
-    compress = _accepts_gzip(request)
+    compress = accepts_gzip(request)
     segments = request.app[METRICS_KEY].segments(deflate=compress)
     headers = {hdrs.CONTENT_TYPE: CONTENT_TYPE}
     if compress and sum(len(raw) for raw, _ in segments) >= _GZIP_MIN:
@@ -133,7 +135,7 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers=headers)
 
 
-def _accepts_gzip(request: web.Request) -> bool:
+def accepts_gzip(request: web.Request) -> bool:
     """Whether Accept-Encoding lists gzip with a non-zero quality."""
     for part in request.headers.get(hdrs.ACCEPT_ENCODING, "").split(","):
         coding, *params = part.split(";")
@@ -164,9 +166,11 @@ class _AccessLogger(AbstractAccessLogger):
 
 
 async def start_server(
-    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 5.0
+    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 5.0,
+    sock: socket.socket | None = None,
 ) -> web.AppRunner:
-    """Serve ``app`` on ``host:port`` (port 0: any free port, see :func:`bound_port`).
+    """Serve ``app`` on ``host:port`` (port 0: any free port, see :func:`bound_port`), or on
+    ``sock``, a listening socket already bound to that address (see :mod:`monitor.early`).
 
     Returns the runner; the caller stops the server with ``await runner.cleanup()``.
     """
@@ -176,7 +180,9 @@ async def start_server(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site: web.BaseSite = (
+            web.TCPSite(runner, host, port) if sock is None else web.SockSite(runner, sock)
+        )
         await site.start()
     except BaseException:
         await runner.cleanup()
