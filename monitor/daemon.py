@@ -1,17 +1,20 @@
 """The daemon: wires config, engine, scheduler, metrics and server, and runs until told to stop.
 
 Lifecycle:
-- start: load the config, open the store and load the last known state, serve ``/metrics``
-  with those values at once, then start checking (READY=1 to systemd);
+- start: serve the snapshot of the last clean stop at once when it is still valid (see
+  :mod:`monitor.snapshot`: with 100,000 accounts the next steps take seconds), load the config,
+  open the store and load the last known state, serve ``/metrics`` with those values, then
+  start checking (READY=1 to systemd);
 - SIGHUP: reload the config; a bad new config is logged and the old one kept;
-- SIGTERM/SIGINT: stop scheduling, cancel in-flight checks, close the store, exit 0
-  (bounded by :data:`STOP_TIMEOUT`).
+- SIGTERM/SIGINT: stop scheduling, cancel in-flight checks, write the snapshot, close the
+  store, exit 0 (bounded by :data:`STOP_TIMEOUT`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import time
@@ -19,11 +22,12 @@ from pathlib import Path
 
 import structlog
 
-from monitor import __version__
+from monitor import __version__, snapshot
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, load_config
+from monitor.early import EarlyServer, serve_snapshot
 from monitor.engine import Engine
-from monitor.metrics import Metrics
+from monitor.metrics import Metrics, gzip_segments
 from monitor.model import Account, Deferred
 from monitor.plugins import Plugins
 from monitor.scheduler import Scheduler
@@ -68,6 +72,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sem = asyncio.Semaphore(1)
         self._next_prune = 0.0
+        self._config_text = b""
 
     # -- control (signal handlers call these) ---------------------------------------------
     def request_stop(self) -> None:
@@ -81,23 +86,31 @@ class Daemon:
     # -- main -----------------------------------------------------------------------------
     async def run(self) -> None:
         """Run until stopped. Raises ConfigError or StoreError if it cannot start."""
-        config = load_config(self.config_path, self.plugins.platforms, self.environ)
-        engine = await Engine.open(config, self.plugins, self.clock, self.rng)
-        self.engine = engine
-        if self.grace is not None:
-            engine.checker.grace = self.grace
-        metrics = Metrics(engine, __version__)
-        metrics.init_platforms(sorted({a.platform for a in config.accounts}))
-        engine.observers.append(metrics.observe_check)
-        self._register_platform_collectors(metrics)
-        self._configure_platforms(config)
-        self.metrics = metrics
+        early = await self._serve_snapshot()
+        sock = None
         try:
-            runner = await start_server(make_app(metrics, engine, clock=self.clock, board=engine),
-                                        config.listen_host, config.listen_port)
-        except BaseException:
-            await engine.close()
-            raise
+            config = await asyncio.to_thread(self._load_config)
+            engine = await Engine.open(config, self.plugins, self.clock, self.rng)
+            try:
+                metrics = self._make_metrics(engine, config)
+                if early is not None:
+                    # the first render of many accounts takes seconds: build it off the loop
+                    # while the snapshot is still being served, before any check runs
+                    await asyncio.to_thread(metrics.render_gzip)
+                    if early.host == config.listen_host and config.listen_port in (0, early.port):
+                        sock = early.sock
+                runner = await start_server(
+                    make_app(metrics, engine, clock=self.clock, board=engine),
+                    config.listen_host, config.listen_port, sock=sock,
+                )
+            except BaseException:
+                await engine.close()
+                raise
+        finally:
+            if early is not None:
+                await early.close()  # the real server (if any) has the socket already
+                if sock is None:
+                    early.release()
         self.port = bound_port(runner)
         self._sem = asyncio.Semaphore(config.check.concurrency)
         self._install_signals()
@@ -117,10 +130,74 @@ class Daemon:
                 notify("STOPPING=1", self.environ)
                 log.info("stopping", in_flight=len(self._tasks))
                 await self._cancel_checks()
+                await self._write_snapshot()
         finally:
             self._remove_signals()
             await runner.cleanup()
             log.info("pantau stopped")
+
+    def _load_config(self) -> Config:
+        """Load the config and keep its text (the snapshot is tied to it). The text is read
+        just before the parse: an edit between the two reads only makes the next start's
+        snapshot check fail, never serve a wrong one."""
+        try:
+            text = self.config_path.read_bytes()
+        except OSError:
+            text = b""  # load_config reports the problem
+        config = load_config(self.config_path, self.plugins.platforms, self.environ)
+        self._config_text = text
+        return config
+
+    def _make_metrics(self, engine: Engine, config: Config) -> Metrics:
+        self.engine = engine
+        if self.grace is not None:
+            engine.checker.grace = self.grace
+        metrics = Metrics(engine, __version__)
+        metrics.init_platforms(sorted({a.platform for a in config.accounts}))
+        engine.observers.append(metrics.observe_check)
+        self._register_platform_collectors(metrics)
+        self._configure_platforms(config)
+        self.metrics = metrics
+        return metrics
+
+    async def _serve_snapshot(self) -> EarlyServer | None:
+        """Serve the last clean stop's snapshot while starting, when it is still valid."""
+        environ = self.environ if self.environ is not None else dict(os.environ)
+        found = await asyncio.to_thread(snapshot.find, self.config_path, environ)
+        if found is None:
+            return None
+        try:
+            return await serve_snapshot(found)
+        except Exception as exc:  # noqa: BLE001 - the snapshot is an optimisation only
+            log.warning("snapshot not served", error=f"{type(exc).__name__}: {exc}")
+            return None
+
+    async def _write_snapshot(self) -> None:
+        """At a clean stop: save what /metrics shows, tied to the store's generation, so the
+        next start serves it at once. Skipped when memory may differ from the store."""
+        engine, metrics = self.engine, self.metrics
+        if engine is None or metrics is None:
+            return
+        config = engine.config
+        if engine.store_error is not None or getattr(engine, "diverged", False):
+            snapshot.discard(config.state)
+            log.info("no snapshot written: memory may differ from the store")
+            return
+        started = time.monotonic()
+
+        def build_and_write() -> None:
+            body = gzip_segments(metrics.core_segments())
+            snapshot.write(config.state, generation=engine.store.generation,
+                           config_text=self._config_text, listen_host=config.listen_host,
+                           listen_port=self.port or config.listen_port, gzip_body=body)
+
+        try:
+            await asyncio.to_thread(build_and_write)
+        except Exception as exc:  # noqa: BLE001 - a missing snapshot only slows the next start
+            log.warning("snapshot not written", error=f"{type(exc).__name__}: {exc}")
+            snapshot.discard(config.state)
+        else:
+            log.info("snapshot written", seconds=round(time.monotonic() - started, 3))
 
     def _configure_platforms(self, config: Config) -> None:
         for name, platform in self.plugins.platforms.items():
@@ -228,7 +305,7 @@ class Daemon:
         notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}", self.environ)
         try:
             try:
-                config = load_config(self.config_path, self.plugins.platforms, self.environ)
+                config = self._load_config()
             except ConfigError as exc:
                 log.error("reload failed; keeping the previous config", error=str(exc))
                 return False
