@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import re
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urljoin, urlsplit
 from xml.etree import ElementTree
 
@@ -275,6 +276,8 @@ class SitemapWalk:
 
     ``fetch`` raises :mod:`monitor.model` errors; Timeout, Unreachable and RateLimited end
     the walk (the caller decides), a body over the size cap is a problem noted like a 404.
+    ``run_cpu`` runs :func:`parse_sitemap` off the event loop (``CheckContext.run_cpu``: the
+    core's worker processes); by default a thread.
     """
 
     site: str
@@ -284,6 +287,7 @@ class SitemapWalk:
     latest_allowed: datetime
     problems: list[tuple[str, str]] = field(default_factory=list)
     fetched: set[str] = field(default_factory=set)
+    run_cpu: Callable[..., Awaitable[Any]] | None = None
 
     async def run(self, remembered: list[str], *, robots_url: str) -> tuple[list[Post], str]:
         """The dated posts of the first root that gives any, and that root's URL
@@ -369,7 +373,8 @@ class SitemapWalk:
             self.problems.append((_path(url), f"HTTP {resp.status}"))
             return None
         try:
-            return await asyncio.to_thread(
+            run = self.run_cpu or _in_thread
+            return await run(
                 parse_sitemap, resp.body, base_url=resp.url, default_tz=self.default_tz
             )
         except ParseError as exc:
@@ -398,6 +403,10 @@ class SitemapWalk:
 
 
 _GUESSES = ("sitemap_index.xml", "wp-sitemap.xml", "sitemap.xml")
+
+
+async def _in_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(functools.partial(func, *args, **kwargs))
 
 
 def _path(url: str) -> str:

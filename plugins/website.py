@@ -66,7 +66,7 @@ from monitor.model import (
 )
 from monitor.platform import CheckContext, Platform
 from plugins.dates import DatedSettings
-from plugins.feeds import load_feed, posts_from_feed
+from plugins.feeds import read_feed
 from plugins.sitemaps import SitemapWalk
 from plugins.wordpress import (
     PageLinks,
@@ -326,7 +326,7 @@ class _SiteCheck:
         if not 200 <= home.status < 300:
             raise _Failed(f"home page: HTTP {home.status}")
         if self._links is None:
-            self._links = await asyncio.to_thread(
+            self._links = await self.ctx.run_cpu(
                 scan_page, home.text(), home.url, (self.site, home.url)
             )
         return self._links
@@ -426,7 +426,10 @@ class _SiteCheck:
             problems.append(f"{_path(url)}: HTTP {resp.status}")
             return None
         try:
-            posts = await asyncio.to_thread(self._parse_feed, resp)
+            posts = await read_feed(
+                self.ctx, resp.body, now=self.now, default_tz=self.tz, future_skew=self.skew,
+                content_type=resp.headers.get("Content-Type"), base_url=resp.url,
+            )
         except ParseError as exc:
             problems.append(f"{_path(url)}: {exc.message}")
             return None
@@ -434,16 +437,11 @@ class _SiteCheck:
             raise _Empty(f"{_path(url)}: the feed has no entries", "feed")
         return Observation.from_posts(posts, method="feed")
 
-    def _parse_feed(self, resp: Response) -> list[Post]:
-        feed = load_feed(resp.body, content_type=resp.headers.get("Content-Type"),
-                         base_url=resp.url)
-        return posts_from_feed(feed, now=self.now, default_tz=self.tz, future_skew=self.skew)
-
     # -- 3. sitemaps ----------------------------------------------------------------------
     async def _sitemap(self) -> Observation:
         walk = SitemapWalk(
             site=self.site, fetch=self._get_xml, budget=self.settings.max_sitemaps,
-            default_tz=self.tz, latest_allowed=self.now + self.skew,
+            default_tz=self.tz, latest_allowed=self.now + self.skew, run_cpu=self.ctx.run_cpu,
         )
         remembered = self.memo.get("sitemap_url")
         roots = [remembered] if self._on_site(remembered) else []
@@ -475,7 +473,7 @@ class _SiteCheck:
         latest = (self.now + self.skew).astimezone(self.tz).date()
         posts = []
         for body in pages:
-            day = await asyncio.to_thread(page_date, body, latest)
+            day = await self.ctx.run_cpu(page_date, body, latest)
             if day is not None:
                 posts.append(Post(datetime.combine(day, time(0), tzinfo=self.tz)))
         if not posts:

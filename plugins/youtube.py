@@ -38,7 +38,6 @@ as such.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -477,7 +476,7 @@ class _Check:
             raise Blocked(f"{what} answers HTTP {resp.status} (a bot check?)")
         resp.raise_for_status()
         text = resp.text()
-        found = await asyncio.to_thread(extract_channel_id, text)
+        found = await self.ctx.run_cpu(extract_channel_id, text)
         if found is not None:
             return found
         if any(mark in text for mark in _CONSENT_MARKS):
@@ -504,7 +503,7 @@ class _Check:
         if resp.unchanged:
             observation = Observation.not_modified("feed")
         else:
-            posts = await asyncio.to_thread(
+            posts = await self.ctx.run_cpu(
                 parse_channel_feed,
                 resp.body,
                 now=self.ctx.clock.now(),

@@ -23,7 +23,7 @@ from fakes.feeds import (
 )
 
 from monitor.model import Observation, ParseError, Post
-from plugins.feeds import load_feed, parse_feed
+from plugins.feeds import load_feed, parse_feed, posts_from_feed
 
 NOW = datetime(2024, 10, 10, 12, 0, tzinfo=UTC)
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -410,3 +410,78 @@ def test_body_naming_a_local_file_is_not_read(tmp_path: Path) -> None:
     feed_file.write_bytes(rss([rss_item("Lokal", pub_date="Mon, 07 Oct 2024 08:00 WIB")]))
     with pytest.raises(ParseError, match="not a feed"):
         posts(str(feed_file).encode())
+
+
+# --- what feedparser is given ----------------------------------------------------------------
+
+
+def test_missing_drv_libxml2_is_not_tried_at_every_parse(monkeypatch) -> None:
+    """feedparser's default parser list names drv_libxml2, which is not installed: the list is
+    emptied (expat is used either way); a list someone chose, or an installed drv_libxml2,
+    is left alone."""
+    import importlib.util
+
+    import feedparser.api
+
+    import plugins.feeds
+
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["drv_libxml2"])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    plugins.feeds._skip_missing_libxml2()
+    assert feedparser.api.PREFERRED_XML_PARSERS == []
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["my_parser"])
+    plugins.feeds._skip_missing_libxml2()
+    assert feedparser.api.PREFERRED_XML_PARSERS == ["my_parser"]
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["drv_libxml2"])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    plugins.feeds._skip_missing_libxml2()
+    assert feedparser.api.PREFERRED_XML_PARSERS == ["drv_libxml2"]
+
+
+def _spy_headers(monkeypatch) -> list[dict[str, str]]:
+    import plugins.feeds
+
+    seen: list[dict[str, str]] = []
+    real = plugins.feeds.feedparser.parse
+
+    def spy(source: object, **kwargs: object) -> object:
+        seen.append(dict(kwargs["response_headers"]))  # type: ignore[arg-type]
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(plugins.feeds.feedparser, "parse", spy)
+    return seen
+
+
+def test_feedparser_is_not_given_the_base_url_when_links_can_be_joined_after(monkeypatch) -> None:
+    """Without Content-Location feedparser resolves no URL at all; the kept links are joined
+    afterwards, to the URL feedparser would have made."""
+    seen = _spy_headers(monkeypatch)
+    body = atom([atom_entry("a", published="2024-10-07T08:00:00Z", link="/watch?v=a")])
+    post = newest(body, base_url="https://www.youtube.com/feeds/videos.xml",
+                  content_type="application/atom+xml")
+    assert post.url == "https://www.youtube.com/watch?v=a"
+    assert seen == [{"content-type": "application/atom+xml", "content-location": ""}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        rss([rss_item("B", link="/berita/b/", pub_date="Mon, 07 Oct 2024 08:00 WIB")]).replace(
+            b"<channel>", b'<channel xml:base="https://lain.example.go.id/sub/">'),
+        atom([atom_entry("rel", published="2024-10-07T08:00:00Z", link="/watch?v=rel")]).replace(
+            b"<id>yt:video:rel</id>", b"<id>video-rel</id>"),
+        atom([atom_entry("empty", published="2024-10-07T08:00:00Z", link="")]),
+    ],
+    ids=["xml:base", "relative atom id", "empty href"],
+)
+def test_feedparser_gets_the_base_url_when_joining_after_cannot_be_exact(
+    monkeypatch, body: bytes
+) -> None:
+    """An xml:base attribute, an id feedparser may or may not have resolved, an empty Atom
+    href (which feedparser turns into the base URL): parsed with Content-Location, as before."""
+    base = "https://dinsos.example.go.id/feed/"
+    expected = posts_from_feed(load_feed(body, base_url=base), now=NOW, default_tz=JAKARTA,
+                               future_skew=timedelta(days=1))
+    seen = _spy_headers(monkeypatch)
+    assert posts(body, base_url=base, fast=False) == expected
+    assert seen[-1] == {"content-location": base}

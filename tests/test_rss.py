@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import pickle
 import random
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +18,8 @@ from fakes.feeds import (
     HTML_LOGIN_PAGE,
     FeedFake,
     FeedRoute,
+    atom,
+    atom_entry,
     make_app,
     rss,
     rss_item,
@@ -24,8 +28,9 @@ from pydantic import ValidationError
 
 from monitor.http import HttpClient, Validators
 from monitor.model import Account, NotFound, Observation, ParseError, Unreachable
-from monitor.platform import CheckContext
+from monitor.platform import CheckContext, ThreadRunner
 from monitor.plugins import load_plugins
+from plugins.feeds import INLINE_MAX, parse_feed
 from plugins.rss import RssPlatform, RssSettings
 
 NOW = datetime(2024, 10, 10, 12, 0, tzinfo=UTC)
@@ -70,7 +75,7 @@ class Env:
     fake: FeedFake
     base: str
     store: Store
-    check: Callable[[str], Awaitable[Observation]]
+    check: Callable[..., Awaitable[Observation]]
 
 
 @pytest.fixture
@@ -86,7 +91,7 @@ async def env(aiohttp_server) -> AsyncIterator[Env]:
         user_agent="pantau-test", validators=store, clock=clock, rng=random.Random(7)
     ) as client:
 
-        async def check(path: str) -> Observation:
+        async def check(path: str, cpu: Any = None) -> Observation:
             account = platform.normalize(base + path)
             http = client.bind("rss", timeout=5)
             ctx = CheckContext(
@@ -99,6 +104,7 @@ async def env(aiohttp_server) -> AsyncIterator[Env]:
                     agency="dinsos", platform="rss", account=account, url=platform.url(account),
                     interval=1800.0, timeout=5.0, silence_after=7 * 86400.0,
                 ),
+                cpu=cpu or ThreadRunner(),
             )
             observation = await platform.latest(account, ctx)
             store.stored.update(http.pending_validators)  # the core commits on success
@@ -119,21 +125,75 @@ async def test_newest_post_with_method_feed(env: Env) -> None:
     assert len(obs.posts) == 3
 
 
-async def test_feed_is_parsed_off_the_event_loop(env: Env, monkeypatch) -> None:
-    """parse_feed runs in a worker thread, not on the event loop's thread."""
-    import plugins.rss
+class SpyRunner:
+    """A CpuRunner recording what it was given to run, and on which thread it ran."""
 
-    threads: list[int] = []
-    real = plugins.rss.parse_feed
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, dict[str, Any]]] = []
+        self.threads: list[int] = []
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        threads.append(threading.get_ident())
-        return real(*args, **kwargs)
+    async def run(self, func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append((func, kwargs))
+        pickle.dumps((func, args, kwargs))  # what worker processes need
 
-    monkeypatch.setattr(plugins.rss, "parse_feed", spy)
+        def call() -> Any:
+            self.threads.append(threading.get_ident())
+            return func(*args, **kwargs)
+
+        return await asyncio.to_thread(call)
+
+
+def big_feed() -> bytes:
+    """A plain RSS feed over plugins.feeds.INLINE_MAX (long descriptions)."""
+    text = "Kegiatan dinas " * 1000
+    items = [rss_item(f"Berita {n}", pub_date=f"Mon, {n + 1:02d} Sep 2024 08:00:00 +0700",
+                      extra=f"<content:encoded><![CDATA[{text}]]></content:encoded>")
+             for n in range(20)]
+    body = rss(items)
+    assert len(body) > INLINE_MAX
+    return body
+
+
+async def test_big_feed_is_parsed_off_the_event_loop(env: Env) -> None:
+    """A body over INLINE_MAX goes whole to ctx.run_cpu (worker processes in the daemon):
+    parse_feed, module-level, with picklable arguments; not on the event loop's thread."""
+    env.fake.routes["/feed/"] = FeedRoute(big_feed())
+    spy = SpyRunner()
+    obs = await env.check("/feed/", cpu=spy)
+    assert [func for func, _ in spy.calls] == [parse_feed]
+    assert spy.calls[0][1]["base_url"] == env.base + "/feed/"
+    assert spy.threads and threading.get_ident() not in spy.threads
+    assert obs.latest_post_at == datetime(2024, 9, 20, 1, tzinfo=UTC)
+
+
+async def test_small_plain_rss_is_read_at_once(env: Env) -> None:
+    """A small plain RSS 2.0 body is read by the fast reader on the loop: nothing is sent to
+    ctx.run_cpu, and the answer is feedparser's."""
     env.fake.routes["/feed/"] = FeedRoute(FEED)
-    await env.check("/feed/")
-    assert threads and threads[0] != threading.get_ident()
+    spy = SpyRunner()
+    obs = await env.check("/feed/", cpu=spy)
+    assert spy.calls == []
+    assert obs.latest_post_at == datetime(2024, 10, 9, 2, 30, tzinfo=UTC)
+    assert obs.post_id == "https://dinsos.example.go.id/?p=4312"
+
+
+async def test_small_feed_the_fast_reader_refuses_goes_to_run_cpu(env: Env) -> None:
+    """An Atom feed (or any RSS the fast reader doubts) goes to ctx.run_cpu, once, with the
+    fast reader not tried again there."""
+    body = atom([atom_entry("v1", published="2024-10-08T10:00:00Z")])
+    env.fake.routes["/feed/"] = FeedRoute(body, content_type="application/atom+xml")
+    spy = SpyRunner()
+    obs = await env.check("/feed/", cpu=spy)
+    assert [(func, kwargs["fast"]) for func, kwargs in spy.calls] == [(parse_feed, False)]
+    assert spy.threads and threading.get_ident() not in spy.threads
+    assert obs.post_id == "yt:video:v1"
+
+
+async def test_parse_errors_come_back_from_run_cpu(env: Env) -> None:
+    """A ParseError raised where run_cpu runs parse_feed reaches the check."""
+    env.fake.routes["/feed/"] = FeedRoute(rss([rss_item("A")]))
+    with pytest.raises(ParseError, match="no dated entries"):
+        await env.check("/feed/", cpu=SpyRunner())
 
 
 async def test_sends_feed_accept_header(env: Env) -> None:
@@ -280,3 +340,72 @@ def test_settings_defaults_and_validation() -> None:
         RssSettings(default_timezone="Asia/Cilegon")
     with pytest.raises(ValidationError):
         RssSettings(future_skew="soon")
+
+
+# --- normalize: the fast form agrees with urlsplit's --------------------------------------
+
+
+def normalize_by_urlsplit(account: str) -> str:
+    """RssPlatform.normalize as it was, all through urlsplit (the reference)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    value = account.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"expected an http(s) feed URL, got {account!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValueError(f"expected an http(s) feed URL, got {account!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("a feed URL must not contain a user name or password")
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path, parts.query, ""))
+
+
+def _outcome(normalize: Callable[[str], str], raw: str) -> tuple[str, str]:
+    try:
+        return "ok", normalize(raw)
+    except ValueError as exc:
+        return "error", str(exc)
+
+
+ODD_URLS = [
+    "https://dinsos.example.go.id/feed/", "HTTPS://Dinsos.Example.GO.ID/Feed/?Kat=Berita#top",
+    "http://127.0.0.1:8080/rss.xml", "http://h:/x", "http://h:0/x", "http://h:0080/x",
+    "http://h:65535", "http://h:65536/", "http://h:" + "0" * 5000 + "80/", "http://h:99999999/",
+    "http://h:8a/", "http://[::1]:8080/feed", "http://[::1/feed", "http://::1]/x",
+    "https://user@h/x", "https://user:pw@h/x", "https://:pw@h/x", "https://h/x@y",
+    "https://h?q", "https://h#f", "https://h/?", "https://h/#", "https://h/a?b?c#d#e",
+    "https://h/a b", "https://h/a\tb", "https://h/a\u00a0b", "https://h/a\u2003", "https://h/\x1c",
+    "https://h/\x01", "\x01https://h/", " https://h/ ", "https:/h/x", "https:h", "https:///x",
+    "http://", "https://h_a.b-c/x", "https://H.%41.com/", "https://tést.example/", "https://h/é",
+    "ftp://h/x", "feed://h/x", "HtTpS://h/X", "https://h;p/x", "https://h,p/x", "https://h%25/x",
+    "https://h./x", "https://.h/x", "https://-/x", "https://h/\\x", "https://h\\x/y",
+    "https://h:80:80/", "https://h:+80/", "https://h:\u0661\u0662/", "https://ＥＸＡＭＰＬＥ.com/",
+    "https://h/%zz", "https://h/" + "a" * 3000, "", "   ", "https", "//h/x", "https://h\n/x",
+]
+
+
+def test_normalize_agrees_with_urlsplit_on_odd_urls() -> None:
+    """The fast form gives exactly the urlsplit form's result, or the same error."""
+    platform = RssPlatform()
+    for raw in ODD_URLS:
+        assert _outcome(platform.normalize, raw) == _outcome(normalize_by_urlsplit, raw), raw
+
+
+def test_normalize_agrees_with_urlsplit_on_random_urls() -> None:
+    """Random strings built from URL pieces and troublesome characters: same results."""
+    rng = random.Random(77)
+    pieces = ["http", "https", "HTTP", "://", ":", "/", "//", "?", "#", "@", "[", "]", "%", "%41",
+              ".", "-", "_", "h", "Example", "go.id", "8080", "0", "65536", " ", "\t", "\u00a0",
+              "\x1f", "é", "a", "=", "&", ";", "~", "+", "\\", "Ａ", "\u0663", "xn--e1a"]
+    platform = RssPlatform()
+    for _ in range(20_000):
+        raw = rng.choice(["http://", "https://", "HTTPS://", ""]) + "".join(
+            rng.choice(pieces) for _ in range(rng.randrange(1, 9)))
+        assert _outcome(platform.normalize, raw) == _outcome(normalize_by_urlsplit, raw), raw
