@@ -106,8 +106,12 @@ def write(state: Path, *, generation: int, config_text: bytes, listen_host: str,
 
 
 def discard(state: Path) -> None:
-    """Remove the snapshot (it is about to be stale)."""
-    snapshot_path(state).unlink(missing_ok=True)
+    """Remove the snapshot (it would be stale). Never raises: at worst the generation check
+    refuses the file at the next start."""
+    try:
+        snapshot_path(state).unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("stale snapshot not removed", error=str(exc))
 
 
 def find(config_path: Path, environ: Mapping[str, str]) -> Snapshot | None:
