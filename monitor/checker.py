@@ -25,7 +25,7 @@ from monitor.model import (
     InternalError,
     Observation,
 )
-from monitor.platform import CheckContext, Platform, PlatformSettings
+from monitor.platform import CheckContext, CpuRunner, Platform, PlatformSettings, ThreadRunner
 
 __all__ = ["GRACE", "CheckOutcome", "Checker", "Memo"]
 
@@ -71,8 +71,11 @@ class Checker:
         settings: Mapping[str, PlatformSettings],
         clock: Clock,
         grace: float = GRACE,
+        cpu: CpuRunner | None = None,
     ) -> None:
         self.grace = grace
+        #: Where plugins' CPU-heavy work runs (``CheckContext.cpu``); the engine's pool.
+        self.cpu: CpuRunner = cpu if cpu is not None else ThreadRunner()
         self.http = http
         self.platforms = platforms
         self.settings = settings
@@ -90,7 +93,8 @@ class Checker:
         notes = Memo(memo)
         bound = log.bind(agency=account.agency, platform=account.platform, account=account.account)
         ctx = CheckContext(
-            http=http, settings=settings, log=bound, clock=self.clock, memo=notes, account=account
+            http=http, settings=settings, log=bound, clock=self.clock, memo=notes,
+            account=account, cpu=self.cpu,
         )
         checked_at = self.clock.now()
         started = self.clock.monotonic()
@@ -112,7 +116,7 @@ class Checker:
                 error = InternalError(
                     f"plugin did not finish within the check timeout ({account.timeout:g}s)"
                 )
-            except Exception as exc:  # noqa: BLE001 - any plugin bug is one failed check
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin bug is one failed check
                 error = InternalError(f"plugin error: {type(exc).__name__}: {exc}")
                 bound.error("plugin raised", exc_info=True)
             else:

@@ -110,6 +110,9 @@ def validate(config: Config, loaded: Plugins, out: TextIO | None = None) -> int:
         f"{config.check.concurrency} at once; silence after "
         f"{format_duration(config.silence_after)}\n"
     )
+    workers = config.check.worker_count
+    where = f"{workers} worker process{'es' if workers != 1 else ''}" if workers else "threads"
+    out.write(f"  parsing: in {where} (check.workers: {config.check.workers})\n")
     out.write(f"  listen: {config.listen}   state: {config.state}\n")
     return 0
 

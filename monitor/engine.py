@@ -2,10 +2,17 @@
 
 :meth:`Engine.check` is the one path of a check: run it (isolated), apply the result to the
 account's state, commit it to the store, and only then report it (in memory, to metrics).
+
+The engine owns the worker pool where plugins parse (``CheckContext.cpu``, sized by
+``check.workers``): created with the engine, its processes started only when a plugin first
+calls ``run_cpu``, closed by :meth:`Engine.close`. A reload that changes ``check.workers``
+takes effect at once: new checks use a new pool, the old one is closed when the checks
+still using it are done.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -19,10 +26,12 @@ from monitor.config import AgencyInfo, Config
 from monitor.http import HttpClient, Validators, default_user_agent
 from monitor.logs import register_secrets
 from monitor.model import Account, CheckResult, Deferred, RateLimited
+from monitor.platform import CpuRunner
 from monitor.plugins import Plugins
 from monitor.secrets import Secret
 from monitor.state import AccountState
 from monitor.store import Store, StoreError
+from monitor.workers import CpuPool, make_cpu_runner
 
 __all__ = ["Engine"]
 
@@ -52,7 +61,12 @@ class Engine:
             user_agent=default_user_agent(), validators=self, clock=clock, rng=self.rng
         )
         self.config = config
-        self.checker = Checker(self.http, plugins.platforms, config.platforms, clock)
+        # The plugins' modules, imported by each worker before its first parse.
+        self._preload = sorted({type(p).__module__ for p in plugins.platforms.values()})
+        self.cpu: CpuRunner = make_cpu_runner(config.check.worker_count, self._preload)
+        self._retiring: dict[CpuPool, asyncio.Task[None]] = {}
+        self.checker = Checker(self.http, plugins.platforms, config.platforms, clock,
+                               cpu=self.cpu)
         self.observers: list[Callable[[CheckResult], None]] = []
         self.store_error: str | None = None
         self.apply_config(config)
@@ -78,12 +92,46 @@ class Engine:
         await self.close()
 
     async def close(self) -> None:
-        await self.http.close()
-        await self.store.close()
+        try:
+            await self._close_cpu()
+        finally:
+            try:
+                await self.http.close()
+            finally:
+                await self.store.close()
+
+    async def _close_cpu(self) -> None:
+        """Stop the worker processes (bounded: running tasks are killed after a moment)."""
+        pools = [pool for pool in (self.cpu, *self._retiring) if isinstance(pool, CpuPool)]
+        for task in self._retiring.values():
+            task.cancel()
+        self._retiring.clear()
+        for pool in pools:
+            await pool.aclose()
+
+    def _replace_cpu(self, workers: int) -> None:
+        """``check.workers`` changed: new checks use a new runner; the old pool is closed
+        once the checks still using it are done."""
+        old = self.cpu
+        self.cpu = make_cpu_runner(workers, self._preload)
+        self.checker.cpu = self.cpu
+        log.info("check.workers changed; new checks use the new worker pool", workers=workers)
+        if not isinstance(old, CpuPool):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: nothing can be using it
+            old.close()
+            return
+        task = loop.create_task(old.retire())
+        self._retiring[old] = task
+        task.add_done_callback(lambda _: self._retiring.pop(old, None))
 
     # -- configuration --------------------------------------------------------------------
     def apply_config(self, config: Config) -> None:
         """Switch to a (validated) config. Secrets in it are registered for log scrubbing."""
+        if config.check.worker_count != self.config.check.worker_count:
+            self._replace_cpu(config.check.worker_count)
         self.config = config
         self.checker.settings = config.platforms
         register_secrets(

@@ -6,10 +6,12 @@ which path and which problem the error must name (``# path:`` and ``# problem:``
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 from structlog.testing import capture_logs
 
 from monitor.config import (
@@ -313,6 +315,54 @@ def test_concurrency_must_be_an_integer(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, PLATFORMS, {})
     assert info.value.errors == [("check.concurrency", "Input should be a valid integer")]
+
+
+@pytest.mark.parametrize(("written", "workers", "count"), [
+    (None, "auto", None), ("auto", "auto", None), ("Auto", "auto", None),
+    ("0", 0, 0), ("3", 3, 3), ("256", 256, 256),
+])
+def test_check_workers(tmp_path: Path, written: str | None, workers: int | str,
+                       count: int | None) -> None:
+    """check.workers: a number of processes (0: threads) or auto, the CPUs capped at 4."""
+    check = f"check: {{workers: {written}}}\n" if written is not None else ""
+    config = load_config(write(tmp_path, check + "agencies: [{id: a, name: A}]\n"), PLATFORMS, {})
+    assert config.check.workers == workers
+    if count is None:
+        assert 1 <= config.check.worker_count <= 4
+        assert config.check.worker_count <= (os.cpu_count() or 1)
+    else:
+        assert config.check.worker_count == count
+
+
+@pytest.mark.parametrize("written", ["-1", "257", "2.5", "true", "'4'", "many", "null"])
+def test_check_workers_rejects(tmp_path: Path, written: str) -> None:
+    """Anything but auto or a whole number from 0 to 256 names the field (exit 78 in the CLI)."""
+    path = write(tmp_path, f"check: {{workers: {written}}}\nagencies: [{{id: a, name: A}}]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, PLATFORMS, {})
+    assert [p for p, _ in info.value.errors] == ["check.workers"]
+    assert info.value.problem.startswith("must be auto or a whole number of worker processes")
+
+
+def test_yaml_is_read_with_libyaml_and_reports_errors_as_pyyaml_does(tmp_path: Path) -> None:
+    """libyaml's parser reads the file when PyYAML has it; a syntax error is still worded by
+    PyYAML's own parser (libyaml words them differently), at the same line and column."""
+    from monitor import config as module
+
+    if not hasattr(yaml, "CSafeLoader"):
+        pytest.skip("PyYAML was built without libyaml")
+    assert module._CLoader is not None and issubclass(module._CLoader, yaml.CSafeLoader)
+    text = (TESTDATA / "valid-full.yml").read_text(encoding="utf-8")
+    assert module._parse_yaml(text) == yaml.load(text, Loader=module._Loader)  # noqa: S506
+    with pytest.raises(ConfigError) as info:
+        load_config(TESTDATA / "invalid-yaml-syntax.yml", PLATFORMS, {})
+    assert info.value.problem == ("invalid YAML at line 8, column 4: expected <block end>, "
+                                  "but found '<block mapping start>'")
+    path = write(tmp_path, "agencies:\n  - id: a\n    name: A\n    id: b\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, PLATFORMS, {})
+    assert info.value.problem == ("invalid YAML at line 4, column 5: duplicate key 'id' "
+                                  "(first at line 2)")
 
 
 def test_numeric_account_is_text(tmp_path: Path) -> None:
