@@ -179,7 +179,7 @@ class Daemon:
         if engine is None or metrics is None:
             return
         config = engine.config
-        if engine.store_error is not None or getattr(engine, "diverged", False):
+        if engine.store_error is not None or engine.diverged:
             snapshot.discard(config.state)
             log.info("no snapshot written: memory may differ from the store")
             return

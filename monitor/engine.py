@@ -69,6 +69,9 @@ class Engine:
                                cpu=self.cpu)
         self.observers: list[Callable[[CheckResult], None]] = []
         self.store_error: str | None = None
+        #: memory and store may differ (a store write failed or was cancelled): the daemon
+        #: then writes no start snapshot
+        self.diverged = False
         self.apply_config(config)
 
     @classmethod
@@ -190,7 +193,13 @@ class Engine:
         state = self.states.get(key, AccountState()).apply(result)
         try:
             await self.store.record(result, state, validators=outcome.validators, memo=outcome.memo)
+        except asyncio.CancelledError:
+            # the store still commits it, but memory will not hear of it: no snapshot may be
+            # taken as if both agreed (see monitor.snapshot)
+            self.diverged = True
+            raise
         except StoreError as exc:
+            self.diverged = True
             if self.store_error is None:
                 log.error("state store write failed; serving last values", error=str(exc))
             self.store_error = str(exc)

@@ -145,11 +145,12 @@ _slots: Any = None  # this worker's view of the shared [pid, task] array
 _slot = -1
 
 
-def _init_worker(slots: Any, counter: Any, preload: tuple[str, ...]) -> None:
+def _init_worker(slots: Any, counter: Any, preload: tuple[str, ...], owner: int) -> None:
     """Runs once in each worker process before its first task."""
     global _slots, _slot
     # Ctrl-C in a terminal reaches every process of the group: the daemon stops the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with(owner)
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
     with counter.get_lock():
@@ -162,6 +163,32 @@ def _init_worker(slots: Any, counter: Any, preload: tuple[str, ...]) -> None:
         # Only to make the first task fast: the task imports what it needs anyway.
         with contextlib.suppress(Exception):
             importlib.import_module(name)
+
+
+def _exit_with(owner: int) -> None:
+    """End this worker when the daemon ``owner`` ends, however it ends. A SIGKILLed daemon
+    closes nothing, and the fork server waits for EOF on its "alive" pipe, whose write end
+    every worker inherits: the workers would wait for work forever and keep the fork server
+    (and the resource tracker) alive with them. So each worker closes its copy of that pipe
+    (workers start no processes) and asks the kernel for SIGKILL when its parent, the fork
+    server, exits: the daemon's death ends the fork server, which ends the workers."""
+    from multiprocessing import forkserver
+
+    alive = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)  # noqa: SLF001
+    if alive is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive)
+        forkserver._forkserver._forkserver_alive_fd = None  # noqa: SLF001
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: a crashed daemon may leave its workers behind
+    if os.getppid() != parent:  # the fork server ended before the request took effect
+        os._exit(0)
 
 
 def _invoke(task: int, func: Callable[..., Any], args: tuple[Any, ...],
@@ -280,7 +307,7 @@ class _Generation:
         counter = context.Value("i", 0)
         self.executor = concurrent.futures.ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
-            initargs=(self.slots, counter, preload),
+            initargs=(self.slots, counter, preload, os.getpid()),
         )
         # The executor's own dict of worker processes (it sets its attribute to None at
         # shutdown; the dict lives on in its manager thread, and here).
@@ -288,6 +315,7 @@ class _Generation:
         self.manager: threading.Thread | None = None
         self.dead = False  # broken, killed or shut down: take no more tasks
         self.killed_for_hang = False
+        self.crash_counted = False  # one breakage counts (and is logged) once
         self.verdict: asyncio.Future[dict[int, int | None]] | None = None
 
     def submit(self, task: int, func: Callable[..., Any], args: tuple[Any, ...],
@@ -406,7 +434,8 @@ class CpuPool:
                 future = generation.submit(task, func, args, kwargs)
             except BrokenProcessPool:
                 # Broken since the last task (a worker died idle): nothing of ours ran in it.
-                if not generation.dead:
+                if not generation.dead and not generation.crash_counted:
+                    generation.crash_counted = True
                     self.crashes += 1
                     log.warning("a worker process died; worker pool restarted",
                                 generation=generation.number)
@@ -519,8 +548,9 @@ class CpuPool:
         if done.cancelled() or done.exception() is not None or generation.killed_for_hang:
             return
         codes = sorted({_describe_exit(c) for c in done.result().values() if c != _SIGTERM_EXIT})
-        if self.closed:
+        if self.closed or generation.crash_counted:
             return
+        generation.crash_counted = True
         self.crashes += 1
         log.warning("a worker process died; worker pool restarted",
                     generation=generation.number, exits=codes or ["unknown"])

@@ -346,3 +346,45 @@ async def test_one_shot_check_parses_in_workers_and_stops_them(
     assert str(os.getpid()) not in out
     assert multiprocessing.active_children() == []
     assert descendants() - before <= multiprocessing_servers()
+
+
+_OWNER = """
+import asyncio, multiprocessing.forkserver as fs, multiprocessing.resource_tracker as rt, sys
+from fakes.cpu import echo
+from monitor.workers import CpuPool
+
+async def main():
+    pool = CpuPool(2)
+    await pool.run(echo, 21)
+    print("PIDS", *pool.pids(), fs._forkserver._forkserver_pid, flush=True)
+    await asyncio.sleep(3600)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+async def test_workers_and_fork_server_end_when_the_daemon_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed daemon closes nothing; its workers notice and exit, and with them the
+    fork server (no orphans left running after a crash, as under systemd's cgroup kill)."""
+    import signal
+    import subprocess
+    import sys
+
+    tests = str(Path(__file__).parent)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.getcwd()])},
+    )
+    try:
+        line = ""
+        while not line.startswith("PIDS"):  # structlog's default output goes to stdout too
+            line = await asyncio.wait_for(asyncio.to_thread(owner.stdout.readline), 60)
+            assert line, "the owner process ended early"
+        pids = [int(p) for p in line.split()[1:]]
+        assert len(pids) >= 2, line
+        assert not any(gone(p) for p in pids)
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    assert await wait_gone(pids) == []
