@@ -179,6 +179,10 @@ class Daemon:
         if engine is None or metrics is None:
             return
         config = engine.config
+        try:
+            await asyncio.wait_for(engine.settle(), STOP_TIMEOUT)
+        except TimeoutError:
+            engine.diverged = True
         if engine.store_error is not None or engine.diverged:
             snapshot.discard(config.state)
             log.info("no snapshot written: memory may differ from the store")

@@ -13,6 +13,7 @@ still using it are done.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -69,9 +70,10 @@ class Engine:
                                cpu=self.cpu)
         self.observers: list[Callable[[CheckResult], None]] = []
         self.store_error: str | None = None
-        #: memory and store may differ (a store write failed or was cancelled): the daemon
-        #: then writes no start snapshot
+        #: memory and store may differ (a store write failed): the daemon then writes no
+        #: start snapshot
         self.diverged = False
+        self._late: set[asyncio.Future[Any]] = set()  # records whose checks were cancelled
         self.apply_config(config)
 
     @classmethod
@@ -144,6 +146,28 @@ class Engine:
             if isinstance(value, Secret)
         )
 
+    def _landed(self, key: Key, before: AccountState | None, state: AccountState,
+                outcome: CheckOutcome, record: asyncio.Future[Any]) -> None:
+        """A cancelled check's record finished: bring memory to what the store holds."""
+        self._late.discard(record)
+        if record.cancelled() or record.exception() is not None:
+            self.diverged = True
+            return
+        if self.states.get(key) is not before:  # another check of it landed meanwhile
+            self.diverged = True
+            return
+        self.states[key] = state
+        self.validators.update(outcome.validators)
+        if outcome.memo is not None:
+            self.memos[key] = outcome.memo
+
+    async def settle(self) -> None:
+        """Wait for the records of cancelled checks (the store commits them anyway), so that
+        memory and store agree before a start snapshot is taken."""
+        while self._late:
+            await asyncio.gather(*self._late, return_exceptions=True)
+            await asyncio.sleep(0)  # their done-callbacks (_landed) run first
+
     # -- the MetricsView protocol ---------------------------------------------------------
     @property
     def accounts(self) -> Sequence[Account]:
@@ -190,13 +214,20 @@ class Engine:
             error = RateLimited(deferred.message, retry_after=deferred.retry_after)
             outcome = CheckOutcome(CheckResult.failure(account, self.clock.now(), 0.0, error))
         result = outcome.result
-        state = self.states.get(key, AccountState()).apply(result)
+        before = self.states.get(key)
+        state = (before or AccountState()).apply(result)
+        record = asyncio.ensure_future(
+            self.store.record(result, state, validators=outcome.validators, memo=outcome.memo)
+        )
         try:
-            await self.store.record(result, state, validators=outcome.validators, memo=outcome.memo)
+            await asyncio.shield(record)
         except asyncio.CancelledError:
-            # the store still commits it, but memory will not hear of it: no snapshot may be
-            # taken as if both agreed (see monitor.snapshot)
-            self.diverged = True
+            # The store commits it anyway (see Store.record): memory follows when it lands,
+            # so that the two still agree at a stop (the start snapshot needs it; settle()).
+            self._late.add(record)
+            record.add_done_callback(
+                functools.partial(self._landed, key, before, state, outcome)
+            )
             raise
         except StoreError as exc:
             self.diverged = True

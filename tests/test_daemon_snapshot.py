@@ -144,3 +144,35 @@ async def test_no_snapshot_after_a_store_failure(tmp_path, scripted):
     async with _running(daemon):
         daemon.engine.store_error = "disk full"  # as Engine.check sets it
     assert not snapshot.snapshot_path(tmp_path / "pantau.db").exists()
+
+
+async def test_a_stop_during_a_store_write_still_writes_a_true_snapshot(tmp_path, scripted):
+    """A check cancelled at stop while the store commits it: memory catches up with the store
+    before the snapshot is taken, so the snapshot is written and shows that check."""
+    platform, plugins = scripted
+    path = _config(tmp_path, ["ok-a"], interval="1h")
+    daemon = _daemon(path, plugins)
+    entered = asyncio.Event()
+    async with _running(daemon):
+        store = daemon.engine.store
+        real_record = store.record
+
+        async def slow_record(result, state, **kwargs):  # noqa: ANN001, ANN202
+            entered.set()
+            await asyncio.sleep(0.3)  # the stop arrives meanwhile
+            return await real_record(result, state, **kwargs)
+
+        store.record = slow_record  # type: ignore[method-assign]
+        await _until(lambda: ("dinsos", "scripted", "ok-a") in daemon.engine.states)
+        daemon.engine.states.clear()  # as if never checked; the check below starts afresh
+        task = asyncio.create_task(daemon._check(daemon.engine.config.accounts[0]))
+        daemon._tasks.add(task)  # as the daemon's loop does: the stop cancels it
+        await asyncio.wait_for(entered.wait(), 10)
+    # stopped: the record landed after its check was cancelled, and memory followed
+    state = daemon.engine.states[("dinsos", "scripted", "ok-a")]
+    assert state.last_post_at == platform.newest
+    found = snapshot.find(path, {})
+    assert found is not None
+    assert _value(found.raw().decode(), "pantau_last_post_timestamp_seconds", **LABELS) == (
+        platform.newest.timestamp()
+    )
