@@ -405,7 +405,7 @@ async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
     from monitor.model import Account
     from monitor.plugins import load_plugins
     from monitor.scheduler import Scheduler
-    from monitor.server import bound_port, make_app, start_server
+    from monitor.server import ServerThread, make_app
 
     configure_logging("info", stream=sys.stderr, json=True)  # as `pantau run` does
     port, n, workdir = args["port"], args["n"], Path(args["workdir"])
@@ -438,7 +438,8 @@ async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
     server_module.gzip = _CountingGzip(scrape_cpu, loop_thread)  # type: ignore[attr-defined]
     app = make_app(metrics, engine, clock=clock)
     app.middlewares.append(count_cpu)
-    runner = await start_server(app, "127.0.0.1", 0)
+    server = ServerThread()  # as the daemon serves: its own thread and event loop
+    await server.start(app, "127.0.0.1", 0)
     # spread 0: the cold sweep starts every check at once (the worst case); the daemon spreads
     # first checks over Scheduler's SPREAD (60 s): --spread 60 sweeps as it does.
     scheduler = Scheduler(random.Random(1), spread=float(args.get("spread", 0.0)))
@@ -492,7 +493,7 @@ async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
         async with engine:
             scheduler.plan(config.accounts, engine.states, clock.now())
             speed = [speed_check()]
-            _say("READY", bound_port(runner))
+            _say("READY", server.port)
             await wait_for_go()
             cold = await sweep(None if args.get("spread") else clock.now())
             _say("COLD_END")
@@ -515,7 +516,7 @@ async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
                 sizes = [len(body), len(packed)]
             after_sweep, renders = renders[0], renders[1:]
     finally:
-        await runner.cleanup()
+        await server.close()
     return {
         "accounts": n,
         "config_load_seconds": config_seconds,

@@ -32,7 +32,7 @@ from monitor.model import Account, Deferred
 from monitor.plugins import Plugins
 from monitor.scheduler import Scheduler
 from monitor.sdnotify import notify, watchdog_interval
-from monitor.server import bound_port, make_app, start_server
+from monitor.server import ServerThread, make_app
 
 __all__ = ["PRUNE_EVERY", "STOP_TIMEOUT", "Daemon"]
 
@@ -99,7 +99,8 @@ class Daemon:
                     await asyncio.to_thread(metrics.render_gzip)
                     if early.host == config.listen_host and config.listen_port in (0, early.port):
                         sock = early.sock
-                runner = await start_server(
+                server = ServerThread()
+                await server.start(
                     make_app(metrics, engine, clock=self.clock, board=engine),
                     config.listen_host, config.listen_port, sock=sock,
                 )
@@ -111,7 +112,7 @@ class Daemon:
                 await early.close()  # the real server (if any) has the socket already
                 if sock is None:
                     early.release()
-        self.port = bound_port(runner)
+        self.port = server.port
         self._sem = asyncio.Semaphore(config.check.concurrency)
         self._install_signals()
         try:
@@ -133,7 +134,7 @@ class Daemon:
                 await self._write_snapshot()
         finally:
             self._remove_signals()
-            await runner.cleanup()
+            await server.close()
             log.info("pantau stopped")
 
     def _load_config(self) -> Config:

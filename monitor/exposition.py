@@ -298,7 +298,9 @@ class ExpositionCache:
         if now_us < self._now:  # the clock went back: a window edge may be behind us
             self._blocks, self._index, self._configured = [], {}, _Seen()
         self._now = now_us
-        states = view.states
+        # A copy (one C-level step under the GIL): the daemon's thread inserts states while
+        # the server thread scrapes, and iterating a dict that grows raises.
+        states = dict(view.states)
         accounts = view.accounts
         self.stats.scrapes += 1
         if not self._configured.matches(accounts):

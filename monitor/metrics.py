@@ -141,6 +141,8 @@ class PantauCollector(Collector):
         self._version = version
         self._cache = ExpositionCache(view, self._static_exposition, block_size=block_size)
         self._stand_in = threading.local()
+        # The server thread scrapes while the daemon may build a snapshot in another thread.
+        self._lock = threading.Lock()
 
     @property
     def cache(self) -> ExpositionCache:
@@ -148,8 +150,10 @@ class PantauCollector(Collector):
         return self._cache
 
     def segments(self, *, deflate: bool = True) -> list[Segment]:
-        """The exposition of this collector as it is now, from the cache, as segments."""
-        return self._cache.segments(deflate=deflate)
+        """The exposition of this collector as it is now, from the cache, as segments.
+        Safe from any thread (one at a time)."""
+        with self._lock:
+            return self._cache.segments(deflate=deflate)
 
     @contextmanager
     def standing_in(self) -> Iterator[None]:

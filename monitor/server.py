@@ -12,7 +12,10 @@ Access logs go through structlog at debug level (never aiohttp's own format on s
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import socket
+import threading
 from typing import Any, Protocol
 
 import structlog
@@ -29,6 +32,7 @@ __all__ = [
     "METRICS_KEY",
     "READINESS_KEY",
     "Readiness",
+    "ServerThread",
     "accepts_gzip",
     "bound_port",
     "make_app",
@@ -189,6 +193,61 @@ async def start_server(
         raise
     log.info("serving", host=host, port=bound_port(runner))
     return runner
+
+
+class ServerThread:
+    """The HTTP server on a thread and event loop of its own.
+
+    The daemon's event loop runs every check; a burst of them (the first sweep of thousands
+    of new feeds) keeps it busy for long stretches, and a request served there would wait
+    behind all of it. On its own loop a scrape waits at most for the GIL (handed over every
+    few milliseconds). What the handlers read is safe from here: the metrics cache takes a
+    lock and copies the states mapping; ``AccountState`` objects are replaced, never mutated;
+    the board and the readiness check only read attributes and look keys up; the
+    prometheus_client metrics are thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    async def start(self, app: web.Application, host: str, port: int, *,
+                    sock: socket.socket | None = None, shutdown_timeout: float = 5.0) -> None:
+        """Start serving; raises what :func:`start_server` raises (address in use...)."""
+        started: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                runner = loop.run_until_complete(
+                    start_server(app, host, port, sock=sock, shutdown_timeout=shutdown_timeout)
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                started.set_exception(exc)
+                loop.close()
+                return
+            self._loop = loop
+            started.set_result(bound_port(runner))
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(runner.cleanup())
+                loop.close()
+
+        self._thread = threading.Thread(target=main, name="pantau-http", daemon=True)
+        self._thread.start()
+        self.port = await asyncio.wrap_future(started)
+
+    async def close(self) -> None:
+        """Stop serving (in-flight requests get the shutdown timeout) and end the thread."""
+        loop, thread = self._loop, self._thread
+        self._loop = None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 30)
 
 
 def bound_port(runner: web.AppRunner) -> int:
