@@ -50,6 +50,7 @@ __all__ = [
     "ConfigError",
     "load_config",
     "parse_listen",
+    "resolve_state_path",
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:9864"
@@ -670,7 +671,7 @@ def load_config(
         listen=top.listen,
         listen_host=host,
         listen_port=port,
-        state=_state_path(top.state, env),
+        state=resolve_state_path(top.state, env),
         check=top.check,
         silence_after=top.silence_after,
         retention=top.retention,
@@ -687,7 +688,9 @@ def _first(*values: float | None) -> float:
     return next(v for v in values if v is not None)
 
 
-def _state_path(configured: str | None, env: Mapping[str, str]) -> Path:
+def resolve_state_path(configured: str | None, env: Mapping[str, str]) -> Path:
+    """The store's path: ``state:`` as written, else ``$STATE_DIRECTORY/pantau.db`` under
+    systemd, else ``./pantau.db``."""
     if configured is not None:
         return Path(configured).expanduser()
     # systemd's StateDirectory= may list several directories, colon-separated: use the first.

@@ -156,6 +156,10 @@ class Engine:
         if self.states.get(key) is not before:  # another check of it landed meanwhile
             self.diverged = True
             return
+        self._remember(key, state, outcome)
+
+    def _remember(self, key: Key, state: AccountState, outcome: CheckOutcome) -> None:
+        """Memory after a committed (or, in a store outage, uncommittable) check."""
         self.states[key] = state
         self.validators.update(outcome.validators)
         if outcome.memo is not None:
@@ -239,10 +243,7 @@ class Engine:
                 log.info("state store writable again")
             self.store_error = None
         _log_transition(self.states.get(key), result)
-        self.states[key] = state
-        self.validators.update(outcome.validators)
-        if outcome.memo is not None:
-            self.memos[key] = outcome.memo
+        self._remember(key, state, outcome)
         for observe in self.observers:
             observe(result)
         return result

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import structlog
 
+from monitor.config import resolve_state_path
+
 __all__ = ["MAGIC", "Snapshot", "config_digest", "discard", "find", "snapshot_path", "state_path",
            "write"]
 
@@ -67,8 +69,7 @@ def state_path(config_text: str, environ: Mapping[str, str]) -> Path | None:
     if len(found) > 1:
         return None
     if not found:
-        directory = environ.get("STATE_DIRECTORY", "").split(":")[0]
-        return Path(directory) / "pantau.db" if directory else Path("pantau.db")
+        return resolve_state_path(None, environ)
     value = found[0].strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         inner = value[1:-1]
@@ -82,7 +83,7 @@ def state_path(config_text: str, environ: Mapping[str, str]) -> Path | None:
     value = value.strip()
     if not value or value in ("null", "~", "Null", "NULL"):
         return None
-    return Path(value).expanduser()
+    return resolve_state_path(value, environ)
 
 
 def write(state: Path, *, generation: int, config_text: bytes, listen_host: str,
