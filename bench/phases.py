@@ -396,7 +396,7 @@ async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
 
     import monitor.server as server_module
     import plugins.rss
-    from monitor import __version__
+    from monitor import __version__, gctune
     from monitor.clock import SystemClock
     from monitor.config import load_config
     from monitor.engine import Engine
@@ -493,6 +493,10 @@ async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
         async with engine:
             scheduler.plan(config.accounts, engine.states, clock.now())
             speed = [speed_check()]
+            # as `pantau run` starts: the first render built before serving, then the loaded
+            # heap frozen and collections made rarer (monitor.gctune)
+            await asyncio.to_thread(metrics.render_gzip)
+            gctune.tune()
             _say("READY", server.port)
             await wait_for_go()
             cold = await sweep(None if args.get("spread") else clock.now())

@@ -240,7 +240,7 @@ async def check(
 
 # -- run -----------------------------------------------------------------------------------
 async def run(config_path: str, loaded: Plugins) -> int:
-    daemon = Daemon(config_path, loaded)
+    daemon = Daemon(config_path, loaded, tune_gc=True)
     try:
         await daemon.run()
     except OSError as exc:

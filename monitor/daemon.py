@@ -22,7 +22,7 @@ from pathlib import Path
 
 import structlog
 
-from monitor import __version__, snapshot
+from monitor import __version__, gctune, snapshot
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, load_config
 from monitor.early import EarlyServer, serve_snapshot
@@ -54,6 +54,7 @@ class Daemon:
         environ: dict[str, str] | None = None,
         scheduler: Scheduler | None = None,
         grace: float | None = None,
+        tune_gc: bool = False,
     ) -> None:
         self.config_path = Path(config_path)
         self.plugins = plugins
@@ -62,6 +63,9 @@ class Daemon:
         self.environ = environ
         self.scheduler = scheduler if scheduler is not None else Scheduler(self.rng)
         self.grace = grace
+        #: Freeze the loaded heap and make collections rarer (:mod:`monitor.gctune`);
+        #: `pantau run` sets it, tests in one process do not.
+        self.tune_gc = tune_gc
         self.engine: Engine | None = None
         self.metrics: Metrics | None = None
         self.port: int | None = None
@@ -93,12 +97,15 @@ class Daemon:
             engine = await Engine.open(config, self.plugins, self.clock, self.rng)
             try:
                 metrics = self._make_metrics(engine, config)
-                if early is not None:
-                    # the first render of many accounts takes seconds: build it off the loop
-                    # while the snapshot is still being served, before any check runs
-                    await asyncio.to_thread(metrics.render_gzip)
-                    if early.host == config.listen_host and config.listen_port in (0, early.port):
-                        sock = early.sock
+                # the first render of many accounts takes seconds: build it off the loop
+                # (while the snapshot, if any, is still being served), before any check runs,
+                # so the first scrape finds the cache warm
+                await asyncio.to_thread(metrics.render_gzip)
+                if self.tune_gc:
+                    gctune.tune()
+                if (early is not None and early.host == config.listen_host
+                        and config.listen_port in (0, early.port)):
+                    sock = early.sock
                 server = ServerThread()
                 await server.start(
                     make_app(metrics, engine, clock=self.clock, board=engine),
@@ -325,6 +332,8 @@ class Daemon:
                 self.metrics.init_platforms(sorted({a.platform for a in config.accounts}))
             self._sem = asyncio.Semaphore(config.check.concurrency)
             self.scheduler.plan(config.accounts, engine.states, self.clock.now())
+            if self.tune_gc:
+                gctune.refreeze()
             log.info("config reloaded", accounts=len(config.accounts))
             return True
         finally:

@@ -50,6 +50,7 @@ from typing import Protocol
 
 from prometheus_client.utils import floatToGoString
 
+from monitor.crc import Shift, crc32
 from monitor.model import Account
 from monitor.state import POST_WINDOWS, AccountState
 
@@ -60,11 +61,14 @@ __all__ = [
     "LEVEL",
     "ExpositionCache",
     "Segment",
+    "Deflated",
     "account_series",
     "deflate",
+    "deflated",
     "gzip_segments",
     "label_text",
     "post_windows",
+    "stored",
 ]
 
 ACCOUNT_LABELS = ("agency", "platform", "account")
@@ -90,12 +94,16 @@ LEVEL = 1
 #: ``(raw text, its raw-deflate segment or None)``: one piece of an exposition.
 Segment = tuple[bytes, bytes | None]
 Key = tuple[str, str, str]
+#: A segment to deflate (see :meth:`ExpositionCache.take_pending`): where it is kept
+#: (a block and its family, or a cached ``[raw, deflated]`` cell and 0), and its text.
+Pending = tuple[object, int, bytes]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _NEVER = 2**63 - 1  # microseconds: no window edge ahead
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate; no flags, mtime; OS unknown
 _FINAL_BLOCK = zlib.compressobj(LEVEL, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
+_STORED_MAX = 0xFFFF  # bytes in one stored deflate block
 
 
 class StaticInputs(Protocol):
@@ -187,29 +195,65 @@ def deflate(raw: bytes, level: int = LEVEL) -> bytes:
     return compressor.compress(raw) + compressor.flush(zlib.Z_FULL_FLUSH)
 
 
-def gzip_segments(segments: Iterable[Segment]) -> bytes:
+class Deflated(bytes):
+    """A segment as :func:`deflate` makes it, that also knows its raw text's CRC-32 and a
+    :class:`monitor.crc.Shift` for its length: :func:`gzip_segments` chains those instead
+    of reading the text again."""
+
+    crc: int
+    shift: Shift
+
+
+def deflated(raw: bytes, level: int = LEVEL) -> Deflated:
+    """``deflate(raw, level)`` as a :class:`Deflated` (what the cache keeps)."""
+    out = Deflated(deflate(raw, level))
+    out.crc = zlib.crc32(raw)
+    out.shift = Shift(len(raw))
+    return out
+
+
+def stored(raw: bytes) -> bytes:
+    """``raw`` as raw-deflate *stored* blocks (not final, uncompressed): a segment like
+    :func:`deflate`'s, made without zlib. For a scrape that cannot wait: every zlib call lets
+    go of the GIL, and with the daemon's thread busy, taking it back costs up to the switch
+    interval (5 ms) each time."""
+    parts = []
+    for start in range(0, len(raw), _STORED_MAX):
+        piece = raw[start:start + _STORED_MAX]
+        parts.append(struct.pack("<BHH", 0, len(piece), len(piece) ^ 0xFFFF))
+        parts.append(piece)
+    return b"".join(parts)
+
+
+def gzip_segments(segments: Iterable[Segment], *, compress: bool = True) -> bytes:
     """One gzip member (RFC 1952) whose content is the segments' raw texts joined.
 
     A segment's deflated form is used as it is; runs of segments without one are compressed
-    here, together. The CRC-32 and the size are taken over the raw texts.
+    here, together, or (``compress`` False) stored uncompressed, without a zlib call (see
+    :func:`stored`). The CRC-32 and the size are those of the raw texts: a :class:`Deflated`
+    segment brings its CRC; any other text is read (:func:`monitor.crc.crc32`).
     """
+    pack = deflate if compress else stored
     parts = [_GZIP_HEADER]
     pending: list[bytes] = []
     crc = size = 0
-    for raw, deflated in segments:
+    for raw, packed in segments:
         if not raw:
             continue
-        crc = zlib.crc32(raw, crc)
         size += len(raw)
-        if deflated is None:
+        if isinstance(packed, Deflated):
+            crc = packed.shift.combine(crc, packed.crc)
+        else:
+            crc = crc32(raw, crc)
+        if packed is None:
             pending.append(raw)
             continue
         if pending:
-            parts.append(deflate(b"".join(pending)))
+            parts.append(pack(b"".join(pending)))
             pending = []
-        parts.append(deflated)
+        parts.append(packed)
     if pending:
-        parts.append(deflate(b"".join(pending)))
+        parts.append(pack(b"".join(pending)))
     parts.append(_FINAL_BLOCK)
     parts.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
     return b"".join(parts)
@@ -268,7 +312,7 @@ class ExpositionCache:
         self._view = view
         self._render_static = static
         self._block_size = block_size
-        self._level = level
+        self.level = level  #: zlib level of the cached segments
         self._heads: list[list[bytes | None]] = [
             [f"# HELP {name} {_help(doc)}\n# TYPE {name} gauge\n".encode(), None]
             for name, doc in FAMILIES
@@ -321,6 +365,36 @@ class ExpositionCache:
                     out.append((raw, packed))
         out.append(self._segment(self._static_part(), deflate))
         return out
+
+    def take_pending(self, limit: int) -> list[Pending]:
+        """Up to ``limit`` segments that have no deflated form yet (a scrape made with
+        ``deflate=False`` leaves them so), to deflate outside any lock and hand back to
+        :meth:`install`. Lets a server answer first and compress afterwards."""
+        out: list[Pending] = []
+        for cell in (*self._heads, self._static):
+            if len(out) >= limit:
+                return out
+            if cell[0] and cell[1] is None:
+                out.append((cell, 0, cell[0]))
+        for block in self._blocks:
+            for family, packed in enumerate(block.deflated):
+                if len(out) >= limit:
+                    return out
+                raw = block.raw[family]
+                if raw and packed is None:
+                    out.append((block, family, raw))
+        return out
+
+    def install(self, done: Iterable[tuple[Pending, Deflated]]) -> None:
+        """Keep the deflated forms of segments from :meth:`take_pending`, unless their text
+        changed meanwhile."""
+        for (holder, family, raw), packed in done:
+            self.stats.segments_deflated += 1
+            if isinstance(holder, _Block):
+                if holder.raw[family] is raw and holder.deflated[family] is None:
+                    holder.deflated[family] = packed
+            elif holder[0] is raw and holder[1] is None:
+                holder[1] = packed
 
     # -- what changed ---------------------------------------------------------------------
     def _changed(
@@ -493,9 +567,9 @@ class ExpositionCache:
             cached[1] = self._deflate(raw)
         return raw, cached[1]
 
-    def _deflate(self, raw: bytes) -> bytes:
+    def _deflate(self, raw: bytes) -> Deflated:
         self.stats.segments_deflated += 1
-        return deflate(raw, self._level)
+        return deflated(raw, self.level)
 
 
 class _Seen:

@@ -35,6 +35,7 @@ from monitor.exposition import (
     ExpositionCache,
     Segment,
     account_series,
+    deflated,
     gzip_segments,
     label_text,
 )
@@ -154,6 +155,20 @@ class PantauCollector(Collector):
         Safe from any thread (one at a time)."""
         with self._lock:
             return self._cache.segments(deflate=deflate)
+
+    def deflate_pending(self, limit: int) -> bool:
+        """Deflate up to ``limit`` cached segments left without a deflated form (see
+        :meth:`ExpositionCache.take_pending`); True if it found ``limit`` (others may
+        remain). The lock is held to take and to install them, not while compressing: a
+        scrape meanwhile is not held up. Safe from any thread."""
+        with self._lock:
+            pending = self._cache.take_pending(limit)
+        if not pending:
+            return False
+        done = [(item, deflated(item[2], self._cache.level)) for item in pending]
+        with self._lock:
+            self._cache.install(done)
+        return len(pending) >= limit
 
     @contextmanager
     def standing_in(self) -> Iterator[None]:
@@ -373,6 +388,11 @@ class Metrics:
             else:
                 out.append((generate_latest(_One(metric)), None))
         return out
+
+    def deflate_pending(self, limit: int) -> bool:
+        """Deflate up to ``limit`` of the core collector's cached segments that have no
+        deflated form yet; True while others remain. Safe from any thread."""
+        return self.collector.deflate_pending(limit)
 
     def render(self) -> bytes:
         """The exposition of the registry in Prometheus text format 0.0.4.

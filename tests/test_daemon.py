@@ -231,6 +231,21 @@ async def test_restart_serves_stored_values_before_any_new_check(tmp_path, scrip
     assert pick and pick == {k: v for k, v in _samples(after).items() if k[0] in keep}
 
 
+async def test_first_scrape_finds_the_cache_warm(tmp_path, scripted):
+    """The daemon builds the first render (and its deflated segments) before it serves: the
+    first scrape formats nothing and deflates nothing."""
+    platform, plugins = scripted
+    path = _config(tmp_path, [f"ok-{i}" for i in range(20)])
+    daemon = Daemon(path, plugins, scheduler=Scheduler(random.Random(2), spread=3600))
+    async with _running(daemon):
+        stats = daemon.metrics.collector.cache.stats
+        assert stats.scrapes == 1 and stats.segments_deflated > 0
+        formatted, deflated = stats.accounts_formatted, stats.segments_deflated
+        assert "pantau_silence_threshold_seconds" in await _scrape(daemon.port)
+        assert (stats.scrapes, stats.accounts_formatted, stats.segments_deflated) \
+            == (2, formatted, deflated)
+
+
 async def test_rate_limited_platform_pauses(tmp_path, scripted):
     """A rate-limited answer pauses the whole platform until its retry-after."""
     platform, plugins = scripted

@@ -20,7 +20,16 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from monitor.exposition import FAMILIES, ExpositionCache, account_series, deflate, post_windows
+from monitor.exposition import (
+    FAMILIES,
+    Deflated,
+    ExpositionCache,
+    account_series,
+    deflate,
+    deflated,
+    post_windows,
+    stored,
+)
 from monitor.metrics import AgencyInfo, Metrics, gzip_segments
 from monitor.model import Account, CheckResult, Observation, Post, Timeout
 from monitor.state import POST_WINDOWS, AccountState
@@ -378,6 +387,80 @@ def test_gzip_segments_joins_cached_and_fresh_pieces():
     segments = [(p, deflate(p) if i % 2 else None) for i, p in enumerate(pieces)]
     assert gzip.decompress(gzip_segments(segments)) == b"".join(pieces)
     assert gzip.decompress(gzip_segments([])) == b""
+
+
+def test_stored_segments_need_no_zlib_and_decompress_alike():
+    """compress=False: pieces without a deflated form go out as stored deflate blocks
+    (including one longer than a stored block's 65,535 bytes), and the member is valid."""
+    pieces = [b"a" * 5000, b"", b"b\n" * 300, b"c", b"d" * 140000, b"e" * 65535]
+    segments = [(p, deflate(p) if i % 3 == 2 else None) for i, p in enumerate(pieces)]
+    packed = gzip_segments(segments, compress=False)
+    member = zlib.decompressobj(16 + zlib.MAX_WBITS)  # checks the CRC-32 and the size
+    assert member.decompress(packed) == b"".join(pieces)
+    assert member.eof and member.unused_data == b""
+    plain = gzip_segments([(p, None) for p in pieces], compress=False)
+    assert len(plain) > len(b"".join(pieces))  # stored: not compressed
+    assert gzip.decompress(plain) == b"".join(pieces)
+    assert zlib.decompressobj(-15).decompress(stored(b"x" * 70000)) == b"x" * 70000
+
+
+def test_deflated_segments_bring_their_crc():
+    """A cached segment (Deflated) carries its text's CRC-32: gzip_segments chains it
+    without reading the text, and the result still checks out."""
+    raw = b"pantau_posts 1\n" * 900
+    packed = deflated(raw)
+    assert isinstance(packed, Deflated)
+    assert packed.crc == zlib.crc32(raw) and packed.shift.length == len(raw)
+    assert zlib.decompressobj(-15).decompress(packed) == raw
+    body = gzip_segments([(b"head\n", None), (raw, packed), (b"tail\n", None)])
+    assert gzip.decompress(body) == b"head\n" + raw + b"tail\n"
+    # a Deflated segment whose CRC lied would break the member: proof the CRC is used
+    liar = deflated(raw)
+    liar.crc ^= 1
+    with pytest.raises(gzip.BadGzipFile, match="CRC"):
+        gzip.decompress(gzip_segments([(raw, liar)]))
+
+
+def test_lazy_scrape_then_deflate_pending():
+    """A scrape with deflate=False leaves changed segments pending; deflate_pending compresses
+    them (a few at a time) and the next gzip needs no compression of its own."""
+    view, metrics = filled(40, block_size=4)
+    first = gzip_segments(metrics.segments(deflate=False), compress=False)
+    assert gzip.decompress(first) == metrics.render()
+    stats = metrics.collector.cache.stats
+    assert stats.segments_deflated == 0
+    rounds = 0
+    while metrics.deflate_pending(5):
+        rounds += 1
+    assert rounds >= 3 and stats.segments_deflated > 15
+    assert not metrics.deflate_pending(5)
+    after = stats.segments_deflated
+    core = metrics.collector.segments(deflate=False)
+    assert all(isinstance(packed, Deflated) for raw, packed in core if raw)
+    assert stats.segments_deflated == after
+    second = gzip_segments(metrics.segments(deflate=False), compress=False)
+    assert gzip.decompress(second) == metrics.render()
+    assert len(second) < len(first) / 2
+
+
+def test_a_segment_changed_while_deflating_is_not_installed():
+    """take_pending hands out a text; if the block's text changed before install, the stale
+    deflated form is dropped (the next scrape would otherwise serve old values)."""
+    view, metrics = filled(8, block_size=4)
+    cache = metrics.collector.cache
+    cache.segments(deflate=False)
+    pending = cache.take_pending(1000)
+    assert pending
+    done = [(item, deflated(item[2])) for item in pending]
+    acc = view.accounts[1]
+    view.at += timedelta(seconds=1)
+    view.states[acc.key] = view.states[acc.key].apply(failure(acc, view.at))
+    cache.segments(deflate=False)  # the block of account 1 is formatted again
+    cache.install(done)
+    assert gzip.decompress(gzip_segments(cache.segments(deflate=False), compress=False)) \
+        == b"".join(raw for raw, _ in cache.segments(deflate=False))
+    assert any(packed is None for raw, packed in cache.segments(deflate=False) if raw)
+    assert_consistent(metrics)
 
 
 def test_core_segments_hold_the_core_families_only():

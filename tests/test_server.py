@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ import structlog
 from prometheus_client import generate_latest
 from structlog.testing import capture_logs
 
+import monitor.server as server_module
+from monitor import exposition
 from monitor.metrics import AgencyInfo, Metrics
 from monitor.model import Account
 from monitor.server import CONTENT_TYPE, bound_port, make_app, start_server
@@ -142,6 +145,57 @@ async def test_metrics_gzip_follows_state_changes(aiohttp_client, ready):
     assert second == generate_latest(big.registry)
     assert b'pantau_check_success{account="https://x/200",agency="a200",platform="rss"} 0.0' \
         in second
+
+
+async def test_gzip_answer_makes_no_zlib_call(aiohttp_client, ready, monkeypatch):
+    """The answer sends changed segments stored: no compression in the request (zlib lets go
+    of the GIL, and getting it back from a busy daemon thread costs up to 5 ms a call)."""
+    monkeypatch.setattr(server_module._Deflater, "start", lambda self: None)
+
+    def no_zlib(*args, **kwargs):
+        raise AssertionError("zlib compression in the answer")
+
+    monkeypatch.setattr(exposition.zlib, "compressobj", no_zlib)
+    view = View(accounts=many_accounts(300))
+    big = Metrics(view, "v")
+    client = await aiohttp_client(make_app(big, ready))
+    resp = await client.get("/metrics", headers={"Accept-Encoding": "gzip"},
+                            auto_decompress=False)
+    assert resp.status == 200 and resp.headers["Content-Encoding"] == "gzip"
+    packed = await resp.read()
+    assert gzip.decompress(packed) == generate_latest(big.registry)
+    assert big.collector.cache.stats.segments_deflated == 0
+    assert len(packed) > len(generate_latest(big.registry))  # stored, not compressed
+
+
+async def test_deflater_compresses_after_the_answer(aiohttp_client, ready):
+    """After a gzip answer the deflater thread compresses what changed; the next answer is
+    small, still equal to the text; the thread ends with the app."""
+    view = View(accounts=many_accounts(300))
+    big = Metrics(view, "v")
+    app = make_app(big, ready)
+    client = await aiohttp_client(app)
+
+    async def scrape() -> bytes:
+        resp = await client.get("/metrics", headers={"Accept-Encoding": "gzip"},
+                                auto_decompress=False)
+        return await resp.read()
+
+    first = await scrape()
+    deflater = app[server_module._DEFLATER_KEY]
+    assert await asyncio.to_thread(deflater.wait_idle, 10)
+    assert big.collector.cache.stats.segments_deflated > 0
+    second = await scrape()
+    assert gzip.decompress(second) == gzip.decompress(first) == generate_latest(big.registry)
+    assert len(second) < len(first) / 5
+    view.states[view.accounts[7].key] = AccountState(last_check_at=NOW, ok=False)
+    third = await scrape()
+    assert gzip.decompress(third) == generate_latest(big.registry) != gzip.decompress(second)
+    assert await asyncio.to_thread(deflater.wait_idle, 10)
+    thread = deflater._thread
+    assert thread is not None and thread.is_alive()
+    await client.close()
+    assert not thread.is_alive()
 
 
 async def test_slow_render_is_logged(aiohttp_client, metrics, ready, logs):
