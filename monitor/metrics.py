@@ -394,6 +394,11 @@ class Metrics:
         deflated form yet; True while others remain. Safe from any thread."""
         return self.collector.deflate_pending(limit)
 
+    def refresh_cache(self) -> None:
+        """Bring the core collector's cache up to date with the view, as a scrape would
+        (without compressing). Safe from any thread."""
+        self.collector.segments(deflate=False)
+
     def render(self) -> bytes:
         """The exposition of the registry in Prometheus text format 0.0.4.
 

@@ -24,11 +24,13 @@ from aiohttp.abc import AbstractAccessLogger
 
 from monitor.board import BoardSource, add_board_routes
 from monitor.clock import Clock, SystemClock
+from monitor.deflater import Deflater
 from monitor.metrics import Metrics, gzip_segments
 
 __all__ = [
     "CLOCK_KEY",
     "CONTENT_TYPE",
+    "DEFLATER_KEY",
     "METRICS_KEY",
     "READINESS_KEY",
     "Readiness",
@@ -59,7 +61,7 @@ class Readiness(Protocol):
 METRICS_KEY = web.AppKey("metrics", Metrics)
 READINESS_KEY = web.AppKey("readiness", Readiness)
 CLOCK_KEY = web.AppKey("clock", Clock)
-_DEFLATER_KEY = web.AppKey("deflater", "_Deflater")
+DEFLATER_KEY = web.AppKey("deflater", Deflater)
 
 _INDEX = """pantau: watches agencies' public channels
 
@@ -85,8 +87,8 @@ def make_app(
     app[METRICS_KEY] = metrics
     app[READINESS_KEY] = readiness
     app[CLOCK_KEY] = clock if clock is not None else SystemClock()
-    deflater = _Deflater(metrics)
-    app[_DEFLATER_KEY] = deflater
+    deflater = Deflater(metrics)
+    app[DEFLATER_KEY] = deflater
 
     async def stop_deflater(app: web.Application) -> None:
         await asyncio.to_thread(deflater.stop)
@@ -132,11 +134,9 @@ async def _metrics(request: web.Request) -> web.Response:
     when the client accepts gzip, else joined.
 
     The answer makes no zlib call: segments that changed since they were last deflated go
-    out stored (uncompressed inside the gzip stream) and are deflated after the answer on a
-    thread of their own (:class:`_Deflater`), for the next scrape; the CRC is chained from
-    the cached segments' own (:mod:`monitor.crc`). Every zlib call lets go of the GIL, and
-    with the daemon's loop busy each one cost up to 5 ms to get it back: deflating 20
-    segments in the answer made it 100 ms late.
+    out stored (uncompressed inside the gzip stream) and are compressed after the answer on
+    a thread of their own (:mod:`monitor.deflater`), for the next scrape; the CRC is chained
+    from the cached segments' own (:mod:`monitor.crc`).
     """
     clock = request.app[CLOCK_KEY]
     started = clock.monotonic()
@@ -148,73 +148,13 @@ async def _metrics(request: web.Request) -> web.Response:
         body = gzip_segments(segments, compress=False)
         headers[hdrs.CONTENT_ENCODING] = "gzip"
         headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
-        request.app[_DEFLATER_KEY].start()
+        request.app[DEFLATER_KEY].start()
     else:
         body = b"".join(raw for raw, _ in segments)
     elapsed = clock.monotonic() - started
     if elapsed > SLOW_RENDER:
         log.warning("slow metrics render", seconds=round(elapsed, 4), bytes=len(body))
     return web.Response(body=body, headers=headers)
-
-
-#: Segments the deflater takes at a time (each ~0.1-0.5 ms of CPU).
-DEFLATE_BATCH = 8
-
-
-class _Deflater:
-    """Deflates, on a thread of its own, the segments the last gzip answers sent stored, for
-    the next scrape. Its zlib calls let go of the GIL and wait to get it back; the server's
-    loop never does."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-        self._wanted = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._guard = threading.Lock()
-
-    def start(self) -> None:
-        """Deflate what is pending now (the thread starts on first use)."""
-        with self._guard:
-            if self._stopping:
-                return
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="pantau-deflate", daemon=True
-                )
-                self._thread.start()
-            self._idle.clear()
-            self._wanted.set()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until nothing asked for is left undone (for tests and shutdown)."""
-        return self._idle.wait(timeout)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Let the thread end (it is a daemon thread: it never holds the process up)."""
-        with self._guard:
-            self._stopping = True
-            thread = self._thread
-        self._wanted.set()
-        if thread is not None:
-            thread.join(timeout)
-
-    def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            if self._stopping:
-                return
-            self._wanted.clear()
-            try:
-                while not self._stopping and self._metrics.deflate_pending(DEFLATE_BATCH):
-                    pass
-            except Exception:
-                log.exception("deflating the metrics cache failed")
-            with self._guard:
-                if not self._wanted.is_set():
-                    self._idle.set()
 
 
 def accepts_gzip(request: web.Request) -> bool:

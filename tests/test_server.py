@@ -13,11 +13,11 @@ import structlog
 from prometheus_client import generate_latest
 from structlog.testing import capture_logs
 
-import monitor.server as server_module
 from monitor import exposition
+from monitor.deflater import Deflater
 from monitor.metrics import AgencyInfo, Metrics
 from monitor.model import Account
-from monitor.server import CONTENT_TYPE, bound_port, make_app, start_server
+from monitor.server import CONTENT_TYPE, DEFLATER_KEY, bound_port, make_app, start_server
 from monitor.state import AccountState
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -150,7 +150,7 @@ async def test_metrics_gzip_follows_state_changes(aiohttp_client, ready):
 async def test_gzip_answer_makes_no_zlib_call(aiohttp_client, ready, monkeypatch):
     """The answer sends changed segments stored: no compression in the request (zlib lets go
     of the GIL, and getting it back from a busy daemon thread costs up to 5 ms a call)."""
-    monkeypatch.setattr(server_module._Deflater, "start", lambda self: None)
+    monkeypatch.setattr(Deflater, "start", lambda self: None)
 
     def no_zlib(*args, **kwargs):
         raise AssertionError("zlib compression in the answer")
@@ -182,7 +182,7 @@ async def test_deflater_compresses_after_the_answer(aiohttp_client, ready):
         return await resp.read()
 
     first = await scrape()
-    deflater = app[server_module._DEFLATER_KEY]
+    deflater = app[DEFLATER_KEY]
     assert await asyncio.to_thread(deflater.wait_idle, 10)
     assert big.collector.cache.stats.segments_deflated > 0
     second = await scrape()
