@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import http.client
 import io
 import json
@@ -30,7 +29,6 @@ import resource
 import sqlite3
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -344,24 +342,6 @@ def speed_check(count: int = 20) -> float:
     return 1000 * (time.thread_time() - start) / count
 
 
-class _CountingGzip:
-    """Stands in for the ``gzip`` module in :mod:`monitor.server`: counts the CPU of
-    compress() calls made outside the loop thread (the loop thread's are counted already)."""
-
-    def __init__(self, counter: list[float], loop_thread: int) -> None:
-        self.counter = counter
-        self.loop_thread = loop_thread
-
-    def compress(self, data: bytes, *args: Any, **kwargs: Any) -> bytes:
-        if threading.get_ident() == self.loop_thread:
-            return gzip.compress(data, *args, **kwargs)
-        start = time.thread_time()
-        try:
-            return gzip.compress(data, *args, **kwargs)
-        finally:
-            self.counter[0] += time.thread_time() - start
-
-
 class _LoopLag:
     """Measures how late a 10 ms timer fires: how long the event loop was held."""
 
@@ -394,7 +374,6 @@ class _LoopLag:
 async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
     from aiohttp import web
 
-    import monitor.server as server_module
     import plugins.rss
     from monitor import __version__, gctune
     from monitor.clock import SystemClock
@@ -422,10 +401,10 @@ async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
     metrics.init_platforms(sorted({a.platform for a in config.accounts}))
     engine.observers.append(metrics.observe_check)
     # What the /metrics answers cost, so the sweep's CPU can be reported without the scrapes:
-    # thread_time() of the loop thread around the handler (exact while the handler does not
-    # await, as today), plus any gzip compression done in another thread.
+    # thread_time() of the server thread around the handler (exact while the handler does not
+    # await, as today). The compression the deflater thread does after the answers is left
+    # in the sweep's CPU (pessimistic for pantau: scrapes cause it).
     scrape_cpu = [0.0]
-    loop_thread = threading.get_ident()
 
     @web.middleware
     async def count_cpu(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -435,7 +414,6 @@ async def _pantau(args: dict[str, Any]) -> dict[str, Any]:
         finally:
             scrape_cpu[0] += time.thread_time() - start
 
-    server_module.gzip = _CountingGzip(scrape_cpu, loop_thread)  # type: ignore[attr-defined]
     app = make_app(metrics, engine, clock=clock)
     app.middlewares.append(count_cpu)
     server = ServerThread()  # as the daemon serves: its own thread and event loop
