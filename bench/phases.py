@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import io
 import json
 import os
+import queue
 import random
 import resource
 import sqlite3
 import statistics
 import sys
+import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -163,9 +167,10 @@ class _Window:
 async def _bare_sweep(
     urls: list[str], concurrency: int, headers_for: Callable[[str], dict[str, str]] | None,
     learn: dict[str, dict[str, str]] | None,
+    then: Callable[[str, int, bytes], Awaitable[None]] | None = None,
 ) -> Counter[int]:
     """Fetch every URL with ``concurrency`` workers on one aiohttp session; bodies read and
-    dropped. ``learn`` collects ETag/Last-Modified of 200 answers."""
+    dropped (or handed to ``then``). ``learn`` collects ETag/Last-Modified of 200 answers."""
     import aiohttp
 
     statuses: Counter[int] = Counter()
@@ -179,13 +184,15 @@ async def _bare_sweep(
             for url in pending:
                 headers = headers_for(url) if headers_for else None
                 async with session.get(url, headers=headers) as resp:
-                    await resp.read()
+                    body = await resp.read()
                     statuses[resp.status] += 1
                     if learn is not None and resp.status == 200:
                         learn[url] = {
                             "If-None-Match": resp.headers["ETag"],
                             "If-Modified-Since": resp.headers["Last-Modified"],
                         }
+                if then is not None:
+                    await then(url, resp.status, body)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return statuses
@@ -212,22 +219,110 @@ def floor_plain(args: dict[str, Any]) -> dict[str, Any]:
 
 def floor_conditional(args: dict[str, Any]) -> dict[str, Any]:
     """Conditional GET of every feed after a fraction changed, validators learned from a first
-    (unmeasured) sweep and kept up to date; median of the rounds."""
+    (unmeasured) sweep and kept up to date; median of the rounds.
+
+    Each round also sweeps, in turn, as the least a durable checker must do (see
+    :class:`_Minimal`): + the fast RSS parse of what changed, + a SQLite row per check, and
+    both; their CPU per check is reported with the floor's (``minimal``)."""
     port = args["port"]
     urls = _urls(port, args["n"])
     learned: dict[str, dict[str, str]] = {}
     asyncio.run(_bare_sweep(urls, args["concurrency"], None, learned))
     rounds = []
-    for number in range(args.get("rounds", 3)):
-        seed = args["seed"] * 1000 + number
-        changed = _control(port, f"/_advance?fraction={args['changed']}&seed={seed}")
-        with _Window(port) as window:
-            statuses = asyncio.run(
-                _bare_sweep(urls, args["concurrency"], lambda url: learned[url], learned)
-            )
-        rounds.append(window.result(len(urls), statuses=dict(statuses),
-                                    changed=changed["changed"]))
-    return {**_median_round(rounds), "peak_rss_mb": peak_rss_mb()}
+    minimal: dict[str, list[float]] = {"parse": [], "store": [], "both": []}
+    with tempfile.TemporaryDirectory(prefix="pantau-bench-minimal-") as tmp, \
+            _Minimal(Path(tmp) / "minimal.db") as least:
+        for number in range(args.get("rounds", 3)):
+            seed = args["seed"] * 1000 + number
+            changed = _control(port, f"/_advance?fraction={args['changed']}&seed={seed}")
+            with _Window(port) as window:
+                statuses = asyncio.run(
+                    _bare_sweep(urls, args["concurrency"], lambda url: learned[url], learned)
+                )
+            rounds.append(window.result(len(urls), statuses=dict(statuses),
+                                        changed=changed["changed"]))
+            for part, (name, parse, store) in enumerate(
+                (("parse", True, False), ("store", False, True), ("both", True, True))
+            ):
+                _control(port, f"/_advance?fraction={args['changed']}&seed={seed}{part + 1}")
+                then = least.step(parse=parse, store=store)
+                with _Window(port) as window:
+                    asyncio.run(_bare_sweep(urls, args["concurrency"], lambda url: learned[url],
+                                            learned, then))
+                minimal[name].append(1000 * window.cpu / len(urls))
+    return {**_median_round(rounds), "peak_rss_mb": peak_rss_mb(),
+            "minimal": {k: statistics.median(v) for k, v in minimal.items()},
+            "minimal_rounds": minimal}
+
+
+class _Minimal:
+    """The least a durable checker does beyond the conditional GET: for a feed that changed
+    (200), the fast RSS parse (pantau's own, :func:`plugins.fastfeed.fast_rss_posts`) and its
+    newest post time; for every check, a history row and the account's row written by a
+    writer thread in group commits (WAL, synchronous=NORMAL, as pantau's store), the check
+    waiting for its commit. No scheduler, state, metrics, logging, timeouts or retries: what
+    is left when everything pantau adds is taken away."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+
+    def __enter__(self) -> _Minimal:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE checks (account TEXT, checked_at REAL, ok INTEGER, "
+                     "latest_post_at REAL, unchanged INTEGER, duration REAL)")
+        conn.execute("CREATE TABLE accounts (account TEXT PRIMARY KEY, checked_at REAL, "
+                     "latest_post_at REAL)")
+        self.thread = threading.Thread(target=self._write, args=(conn,), daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def _write(self, conn: sqlite3.Connection) -> None:
+        while (first := self.queue.get()) is not None:
+            batch = [first]
+            with contextlib.suppress(queue.Empty):
+                while (item := self.queue.get_nowait()) is not None:
+                    batch.append(item)
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO checks VALUES (?, ?, 1, ?, ?, 0.01)",
+                             [item[:4] for item in batch])
+            conn.executemany(
+                "INSERT INTO accounts VALUES (?, ?, ?) ON CONFLICT(account) DO UPDATE SET "
+                "checked_at = excluded.checked_at, "
+                "latest_post_at = coalesce(excluded.latest_post_at, accounts.latest_post_at)",
+                [(url, at, latest) for url, at, latest, *_ in batch])
+            conn.execute("COMMIT")
+            for *_, future, loop in batch:
+                loop.call_soon_threadsafe(future.set_result, None)
+        conn.close()
+
+    def step(self, *, parse: bool, store: bool) -> Callable[[str, int, bytes], Awaitable[None]]:
+        from plugins.fastfeed import fast_rss_posts
+
+        wib = ZoneInfo("Asia/Jakarta")
+
+        async def then(url: str, status: int, body: bytes) -> None:
+            latest = None
+            if parse and status == 200:
+                posts = fast_rss_posts(body, now=datetime.now(UTC), default_tz=wib,
+                                       future_skew=timedelta(days=1),
+                                       content_type="application/rss+xml", base_url=url)
+                if posts is None:
+                    raise RuntimeError(f"{url}: not read by the fast path")
+                latest = max(post.published_at for post in posts).timestamp()
+            if store:
+                loop = asyncio.get_running_loop()
+                future = loop.create_future()
+                self.queue.put((url, time.time(), latest, status == 304, future, loop))
+                await future
+
+        return then
 
 
 def feedparser_alone(args: dict[str, Any]) -> dict[str, Any]:

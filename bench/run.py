@@ -464,6 +464,14 @@ def table(results: dict[str, Any]) -> str:
             f"{p['cold']['cpu_per_check_ms']:.3f}",
             f"{floor:.3f} ({plain['cpu_per_check_ms']:.3f} + {parse:.3f})",
             f"{v['cold_cpu']['value']:.2f}x", mark("cold_cpu"))
+    if cond and cond.get("minimal"):
+        least, base = cond["minimal"], cond["cpu_per_check_ms"]
+        row("least a durable checker does per steady check, ms: conditional GET + fast parse of "
+            "the changed / + SQLite rows / both (bench.phases._Minimal)",
+            f"{least['parse']:.3f} / {least['store']:.3f} / {least['both']:.3f}",
+            f"{base:.3f}",
+            f"{least['parse'] / base:.2f}x / {least['store'] / base:.2f}x / "
+            f"{least['both'] / base:.2f}x", "(context)")
     if p and cond and fp:
         changed = p["steady"]["changed"] / n
         floor = cond["cpu_per_check_ms"] + changed * feedparser_floor(results)
