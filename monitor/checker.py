@@ -27,27 +27,83 @@ from monitor.model import (
 )
 from monitor.platform import CheckContext, CpuRunner, Platform, PlatformSettings, ThreadRunner
 
-__all__ = ["GRACE", "CheckOutcome", "Checker", "Memo"]
+__all__ = ["GRACE", "CheckLog", "CheckOutcome", "Checker", "Memo"]
 
 #: Seconds a plugin may run past the check timeout before the core stops it as ``internal``.
 #: The HTTP client already stops at the deadline; the grace covers parsing after the last byte.
 GRACE = 5.0
 
 log = structlog.get_logger("pantau.check")
+_bind_contextvars = structlog.contextvars.bind_contextvars
+try:  # what make_filtering_bound_logger puts in place of a filtered level's method
+    from structlog._native import _nop as _STRUCTLOG_NOP
+except ImportError:  # pragma: no cover - another structlog: every call binds and logs
+    _STRUCTLOG_NOP = None
+_reset_contextvars = structlog.contextvars.reset_contextvars
+
+
+def _nop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class CheckLog:
+    """``ctx.log``: ``pantau.check``'s logger bound to the check's agency, platform and account.
+
+    The binding is made at the first line actually written: a level that the configured
+    wrapper class filters out (``debug`` at the default ``info``) answers with a no-op without
+    binding anything, so that a check that logs nothing costs no logger. Any other attribute
+    (``info``, ``bind``, ``new``...) is the bound logger's own.
+    """
+
+    __slots__ = ("_bound", "_context")
+
+    def __init__(self, **context: Any) -> None:
+        self._context = context
+        self._bound: Any = None
+
+    @property
+    def bound(self) -> Any:
+        """The structlog logger bound to the check's context (made on first use)."""
+        if self._bound is None:
+            self._bound = log.bind(**self._context)
+        return self._bound
+
+    def __getattr__(self, name: str) -> Any:
+        if self._bound is None and _filtered(name):
+            return _nop
+        return getattr(self.bound, name)
+
+
+def _filtered(name: str) -> bool:
+    """Whether the configured wrapper class turns the log method ``name`` into a no-op."""
+    wrapper = structlog.get_config()["wrapper_class"]
+    return _STRUCTLOG_NOP is not None and getattr(wrapper, name, None) is _STRUCTLOG_NOP
+
+
+_MISSING = object()
 
 
 class Memo:
     """Per-account plugin notes; a copy is edited during the check and committed with it."""
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        self.data: dict[str, Any] = dict(data or {})
+        # The stored notes are copied at the first write (most checks write none).
+        self._data: Mapping[str, Any] = data if data is not None else {}
+        self._own = False
         self.changed = False
 
+    @property
+    def data(self) -> dict[str, Any]:
+        """The notes as edited (a copy of the stored ones: these are never changed)."""
+        if not self._own:
+            self._data, self._own = dict(self._data), True
+        return self._data  # type: ignore[return-value]
+
     def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
+        return self._data.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
-        if self.data.get(key, object()) != value:
+        if self._data.get(key, _MISSING) != value:
             self.data[key] = value
             self.changed = True
 
@@ -91,16 +147,19 @@ class Checker:
             concurrency=settings.concurrency,
         )
         notes = Memo(memo)
-        bound = log.bind(agency=account.agency, platform=account.platform, account=account.account)
+        bound = CheckLog(agency=account.agency, platform=account.platform, account=account.account)
         ctx = CheckContext(
             http=http, settings=settings, log=bound, clock=self.clock, memo=notes,
             account=account, cpu=self.cpu,
         )
         checked_at = self.clock.now()
         started = self.clock.monotonic()
-        with structlog.contextvars.bound_contextvars(
+        # Every line logged during the check carries them (merge_contextvars); put back as
+        # they were afterwards (tokens: cheaper than bound_contextvars' copy of the context).
+        tokens = _bind_contextvars(
             agency=account.agency, platform=account.platform, account=account.account
-        ):
+        )
+        try:
             try:
                 async with asyncio.timeout(account.timeout + self.grace):
                     observation = await platform.latest(account.account, ctx)
@@ -124,9 +183,11 @@ class Checker:
                 result = CheckResult(account, checked_at, True, duration, observation=observation)
                 return CheckOutcome(
                     result,
-                    validators=dict(http.pending_validators),
+                    validators=http.pending_validators,  # the check's own: no one else has it
                     memo=notes.data if notes.changed else None,
                 )
+        finally:
+            _reset_contextvars(**tokens)
         duration = self.clock.monotonic() - started
         error.message = scrub(error.message)
         error.args = (error.message,)

@@ -253,6 +253,8 @@ class Engine:
 def _log_transition(before: AccountState | None, result: CheckResult) -> None:
     """One log line when an account starts failing (or fails with another reason), and one
     when it recovers, so that journalctl shows what changed without a line per check."""
+    if result.ok and (before is None or before.ok is not False):
+        return  # the common case: nothing to say
     account = result.account
     where = {"agency": account.agency, "platform": account.platform, "account": account.account}
     if not result.ok:
@@ -260,5 +262,5 @@ def _log_transition(before: AccountState | None, result: CheckResult) -> None:
             log.warning("check failing", reason=result.reason, error=result.message, **where)
         else:
             log.debug("check still failing", reason=result.reason, error=result.message, **where)
-    elif before is not None and before.ok is False:
+    else:
         log.info("check recovered", after_failures=before.consecutive_failures, **where)

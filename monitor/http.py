@@ -239,9 +239,10 @@ class Response:
     def raise_for_status(self) -> None:
         """Raise the error for this status: 2xx and 304 pass; 401/403 ``AuthError``; 404/410
         ``NotFound``; 429 ``RateLimited``; 5xx ``Unreachable``; anything else ``ParseError``."""
-        status, where = self.status, _where(self.url)
+        status = self.status
         if 200 <= status < 300 or status == 304:
             return
+        where = _where(self.url)
         if status in (401, 403):
             raise AuthError(f"HTTP {status} from {where}: access denied")
         if status in (404, 410):

@@ -7,7 +7,7 @@ the newest post time never moves backwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from monitor.model import CheckResult
@@ -43,7 +43,12 @@ class AccountState:
 
     def apply(self, result: CheckResult) -> AccountState:
         """The state after ``result`` (a new object; ``self`` is not changed)."""
-        new = replace(self, posts=dict(self.posts), last_check_at=result.checked_at, ok=result.ok)
+        # A field-for-field copy, as dataclasses.replace() makes, without its per-field work
+        # (it runs once per check).
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.posts = dict(self.posts)
+        new.last_check_at, new.ok = result.checked_at, result.ok
         if not result.ok:
             new.reason, new.message = result.reason, result.message
             new.consecutive_failures = self.consecutive_failures + 1

@@ -448,10 +448,10 @@ class Store:
         self, conn: sqlite3.Connection, batch: list[_Record], isolate: bool
     ) -> _Batch:
         errors: list[BaseException | None] = [None] * len(batch)
+        if not isolate:  # the whole batch at once: a few statements (sql.record_many)
+            sql.record_many(conn, [item.args for item in batch])
+            return _Batch(errors=errors, generation=self._bump(conn))
         for i, item in enumerate(batch):
-            if not isolate:
-                sql.record(conn, *item.args)
-                continue
             conn.execute("SAVEPOINT record")
             try:
                 sql.record(conn, *item.args)

@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
@@ -158,6 +158,36 @@ def read_generation(path: str | os.PathLike[str]) -> int | None:
 
 
 # -- writes (in the caller's transaction) ---------------------------------------------------
+_INSERT_CHECK = (
+    f"INSERT INTO checks (agency, platform, account, {_CHECK_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_ACCOUNT = (
+    f"INSERT OR REPLACE INTO accounts (agency, platform, account, {_ACCOUNT_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The same rows for the usual shapes, with the columns that are NULL in them written as NULL
+# in the SQL: each None bound to a parameter costs the sqlite3 module an adapter lookup.
+_INSERT_UNCHANGED_CHECK = (
+    "INSERT INTO checks (agency, platform, account, checked_at, ok, reason, message, "
+    "latest_post_at, post_url, post_id, method, duration, unchanged, retry_after) "
+    "VALUES (?, ?, ?, ?, 1, NULL, NULL, NULL, NULL, NULL, ?, ?, 1, NULL)"
+)
+_UPSERT_OK_ACCOUNT = (
+    f"INSERT OR REPLACE INTO accounts (agency, platform, account, {_ACCOUNT_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, NULL, ?)"
+)
+_UPSERT_POST = (
+    "INSERT INTO posts (agency, platform, account, post_key, post_id, published_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (agency, platform, account, post_key) "
+    "DO UPDATE SET post_id = excluded.post_id, published_at = excluded.published_at"
+)
+_UPSERT_VALIDATORS = (
+    "INSERT OR REPLACE INTO validators (url, etag, last_modified, body_hash) VALUES (?, ?, ?, ?)"
+)
+_UPSERT_MEMO = "INSERT OR REPLACE INTO memos (agency, platform, account, json) VALUES (?, ?, ?, ?)"
+
+
 def record(
     conn: sqlite3.Connection,
     result: CheckResult,
@@ -167,51 +197,91 @@ def record(
 ) -> None:
     """Write one check: its history row, the account's state, its posts, the validators and
     the memo (when not None)."""
-    key = result.account.key
-    obs = result.observation if result.ok else None
-    changed = obs is not None and not obs.unchanged
-    conn.execute(
-        f"INSERT INTO checks (agency, platform, account, {_CHECK_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            *key, ts(result.checked_at), int(result.ok), result.reason, result.message,
-            ts(obs.latest_post_at) if changed else None,
-            obs.post_url if changed else None,
-            obs.post_id if changed else None,
-            obs.method if obs is not None else None,
-            result.duration, int(obs is not None and obs.unchanged), result.retry_after,
-        ),
-    )
-    conn.execute(
-        f"INSERT OR REPLACE INTO accounts (agency, platform, account, {_ACCOUNT_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            *key, ts(state.last_post_at), state.post_url, state.post_id, state.method,
-            ts(state.last_check_at), ts(state.last_success_at),
-            None if state.ok is None else int(state.ok), state.reason, state.message,
-            state.consecutive_failures,
-        ),
-    )
-    if changed:
-        conn.executemany(
-            "INSERT INTO posts (agency, platform, account, post_key, post_id, published_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (agency, platform, account, post_key) "
-            "DO UPDATE SET post_id = excluded.post_id, published_at = excluded.published_at",
-            (
+    record_many(conn, [(result, state, validators, memo_json)])
+
+
+def record_many(
+    conn: sqlite3.Connection,
+    items: Sequence[tuple[CheckResult, AccountState, dict[str, Validators], str | None]],
+) -> None:
+    """Write checks as :func:`record` writes each, in order, with few statements: the rows
+    of each table go in runs of one statement (executemany), in the order of ``items``, so
+    that the rows, their ids and the final content are those of :func:`record` called for
+    each in turn (the tables are independent: only the order within a table matters)."""
+    checks = _Runs()
+    accounts = _Runs()
+    posts: list[tuple[Any, ...]] = []
+    validators: list[tuple[Any, ...]] = []
+    memos: list[tuple[Any, ...]] = []
+    for result, state, seen, memo_json in items:
+        key = result.account.key
+        obs = result.observation if result.ok else None
+        changed = obs is not None and not obs.unchanged
+        if (
+            obs is not None and obs.unchanged and result.reason is None
+            and result.message is None and result.retry_after is None
+        ):  # ok and unchanged: the usual check
+            checks.add(_INSERT_UNCHANGED_CHECK,
+                       (*key, ts(result.checked_at), obs.method, result.duration))
+        else:
+            checks.add(_INSERT_CHECK, (
+                *key, ts(result.checked_at), int(result.ok), result.reason, result.message,
+                ts(obs.latest_post_at) if changed else None,
+                obs.post_url if changed else None,
+                obs.post_id if changed else None,
+                obs.method if obs is not None else None,
+                result.duration, int(obs is not None and obs.unchanged), result.retry_after,
+            ))
+        if state.ok is True and state.reason is None and state.message is None:
+            accounts.add(_UPSERT_OK_ACCOUNT, (
+                *key, ts(state.last_post_at), state.post_url, state.post_id, state.method,
+                ts(state.last_check_at), ts(state.last_success_at),
+                state.consecutive_failures,
+            ))
+        else:
+            accounts.add(_UPSERT_ACCOUNT, (
+                *key, ts(state.last_post_at), state.post_url, state.post_id, state.method,
+                ts(state.last_check_at), ts(state.last_success_at),
+                None if state.ok is None else int(state.ok), state.reason, state.message,
+                state.consecutive_failures,
+            ))
+        if changed:
+            posts.extend(
                 (*key, post_key(p.id, p.published_at), p.id, ts(p.published_at))
                 for p in obs.posts
-            ),
-        )
-    conn.executemany(
-        "INSERT OR REPLACE INTO validators (url, etag, last_modified, body_hash) "
-        "VALUES (?, ?, ?, ?)",
-        ((url, v.etag, v.last_modified, v.body_hash) for url, v in validators.items()),
-    )
-    if memo_json is not None:
-        conn.execute(
-            "INSERT OR REPLACE INTO memos (agency, platform, account, json) VALUES (?, ?, ?, ?)",
-            (*key, memo_json),
-        )
+            )
+        if seen:
+            validators.extend(
+                (url, v.etag, v.last_modified, v.body_hash) for url, v in seen.items()
+            )
+        if memo_json is not None:
+            memos.append((*key, memo_json))
+    checks.run(conn)
+    accounts.run(conn)
+    if posts:
+        conn.executemany(_UPSERT_POST, posts)
+    if validators:
+        conn.executemany(_UPSERT_VALIDATORS, validators)
+    if memos:
+        conn.executemany(_UPSERT_MEMO, memos)
+
+
+class _Runs:
+    """Rows for one table, as runs of consecutive rows written by the same statement."""
+
+    __slots__ = ("runs",)
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+
+    def add(self, statement: str, row: tuple[Any, ...]) -> None:
+        if not self.runs or self.runs[-1][0] is not statement:
+            self.runs.append((statement, []))
+        self.runs[-1][1].append(row)
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        for statement, rows in self.runs:
+            conn.executemany(statement, rows)
 
 
 def prune(conn: sqlite3.Connection, now: float, retention: float) -> tuple[int, int]:

@@ -97,6 +97,14 @@ _ENTRY_NAMES = frozenset({"item", "entry"})
 # A prefix feedparser looks up in its namespace map (see the module docstring).
 _PREFIX_BINDING = re.compile(rb"""xmlns:(dc|content|wfw|slash)\s*=\s*(["'])(.*?)\2""", re.DOTALL)
 _AMP_ENTITY = re.compile("&([A-Za-z0-9_]+);")
+# An absolute http(s) URL that feedparser's _urljoin gives back as it is, whatever the base:
+# a lower-case scheme, an ASCII host, then a path and an optional non-empty query of plain
+# characters (no ";" params, no "#", no whitespace or controls, no "[" "]" or "\\").
+# urljoin then only splits and re-joins it, or returns it (another scheme than the base's).
+_JOINED_AS_IS = re.compile(
+    r"https?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]+)?"
+    r"(?:/[A-Za-z0-9._~/%!$&'()*+,=:@-]*)?(?:\?[A-Za-z0-9._~/%!$&'()*+,=:@?-]+)?"
+)
 # The RFC 822 date of nearly every feed ("Sab, 21 Nov 2026 14:21:00 +0700"), read without
 # parse_date's general tokenizer; see _read_date.
 _RFC822 = re.compile(
@@ -299,7 +307,7 @@ def _link_and_id(
     if link is not None:
         value = _text(link)
         if value:
-            value = _urljoin(base, value)
+            value = _join(base, value)
         value = _as_feedparser(value)
         value = _AMP_ENTITY.sub(r"&\g<1>", value.replace("&amp;", "&"))
         url = value.strip() or None
@@ -308,11 +316,18 @@ def _link_and_id(
         permalink = _permalink(guid)
         value = _text(guid)
         if value and permalink:
-            value = _urljoin(base, value)
+            value = _join(base, value)
         ident = _as_feedparser(value).strip() or None
         if permalink and link is None:
             url = ident
     return url, ident
+
+
+def _join(base: str, value: str) -> str:
+    """``feedparser.urls._urljoin(base, value)``, at once for the usual absolute link."""
+    if _JOINED_AS_IS.fullmatch(value) is not None:
+        return value
+    return _urljoin(base, value)
 
 
 def _read_date(raw: str, default_tz: tzinfo) -> datetime | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from types import MappingProxyType
 from urllib.parse import urlsplit, urlunsplit
 
 from monitor import hookimpl
@@ -43,6 +44,9 @@ _SIMPLE_URL = re.compile(
     r"(?P<rest>[/?#]\S*)?"
 )
 _SPACE = re.compile(r"\s")
+_HEADERS = MappingProxyType({"Accept": ACCEPT})
+#: What every unchanged check observes (frozen: one object serves them all).
+_NOT_MODIFIED = Observation.not_modified("feed")
 
 
 class RssSettings(DatedSettings):
@@ -99,11 +103,11 @@ class RssPlatform(Platform):
     async def latest(self, account: str, ctx: CheckContext) -> Observation:
         """Fetch the feed (conditionally) and report its newest dated entry."""
         settings = ctx.settings if isinstance(ctx.settings, RssSettings) else RssSettings()
-        resp = await ctx.http.get(account, headers={"Accept": ACCEPT}, conditional=True)
+        resp = await ctx.http.get(account, headers=_HEADERS, conditional=True)
         resp.raise_for_status()
         if resp.unchanged:
             ctx.log.debug("feed unchanged", status=resp.status)
-            return Observation.not_modified("feed")
+            return _NOT_MODIFIED
         posts = await read_feed(
             ctx,
             resp.body,
