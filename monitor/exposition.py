@@ -25,8 +25,12 @@ the replaced ones; keys added at the end are new ones; anything else (a key remo
 moved) falls back to looking every account up.
 
 A scrape then joins block texts, or (gzip) chains the deflated segments into one gzip member
-(:func:`gzip_segments`, as pigz does): only new or changed text is compressed. The result is
-byte for byte what ``generate_latest`` writes for the same collector.
+(:func:`gzip_segments`, as pigz does): only new or changed text is compressed, and the CRC-32
+is chained from each cached segment's own (:class:`Deflated`, :mod:`monitor.crc`). The server
+asks for no compression at all (``deflate=False``): changed text goes out *stored*
+(:func:`stored`) and is compressed afterwards, outside the answer (:meth:`take_pending`,
+:meth:`install`, :mod:`monitor.deflater`). The text is byte for byte what ``generate_latest``
+writes for the same collector.
 
 Memory: each account's text lives once, in its block (no per-account copy; about 0.8 KB per
 account for an rss feed URL), and once deflated (about 60 bytes); besides, about 200 bytes
