@@ -64,6 +64,7 @@ __all__ = [
     "FAMILIES",
     "LEVEL",
     "ExpositionCache",
+    "Pending",
     "Segment",
     "Deflated",
     "account_series",
@@ -370,10 +371,13 @@ class ExpositionCache:
         out.append(self._segment(self._static_part(), deflate))
         return out
 
-    def take_pending(self, limit: int) -> list[Pending]:
-        """Up to ``limit`` segments that have no deflated form yet (a scrape made with
-        ``deflate=False`` leaves them so), to deflate outside any lock and hand back to
-        :meth:`install`. Lets a server answer first and compress afterwards."""
+    def take_pending(self, limit: int | None = None) -> list[Pending]:
+        """The segments (up to ``limit``; None: all) that have no deflated form yet (a scrape
+        made with ``deflate=False`` leaves them so), in one pass, to deflate outside any lock
+        and hand back to :meth:`install`. Lets a server answer first and compress
+        afterwards."""
+        if limit is None:
+            limit = _NEVER
         out: list[Pending] = []
         for cell in (*self._heads, self._static):
             if len(out) >= limit:

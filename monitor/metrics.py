@@ -15,6 +15,7 @@ Only configured accounts are exported; a series appears only once its value is k
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -33,6 +34,7 @@ from monitor.exposition import (
     FAMILIES,
     POSTS,
     ExpositionCache,
+    Pending,
     Segment,
     account_series,
     deflated,
@@ -144,6 +146,9 @@ class PantauCollector(Collector):
         self._stand_in = threading.local()
         # The server thread scrapes while the daemon may build a snapshot in another thread.
         self._lock = threading.Lock()
+        #: Segments found pending by the last scan and not yet deflated (deflate_pending);
+        #: install() drops any whose text changed or that got deflated meanwhile.
+        self._to_deflate: deque[Pending] = deque()
 
     @property
     def cache(self) -> ExpositionCache:
@@ -159,10 +164,15 @@ class PantauCollector(Collector):
     def deflate_pending(self, limit: int) -> bool:
         """Deflate up to ``limit`` cached segments left without a deflated form (see
         :meth:`ExpositionCache.take_pending`); True if it found ``limit`` (others may
-        remain). The lock is held to take and to install them, not while compressing: a
-        scrape meanwhile is not held up. Safe from any thread."""
+        remain). The cache is scanned once for all of them, and the calls that follow take
+        from that list until it is used up (a scan per call made draining N segments cost
+        N^2 / limit steps). The lock is held to take and to install, not while compressing:
+        a scrape meanwhile is not held up. Safe from any thread."""
         with self._lock:
-            pending = self._cache.take_pending(limit)
+            if not self._to_deflate:
+                self._to_deflate.extend(self._cache.take_pending())
+            queue = self._to_deflate
+            pending = [queue.popleft() for _ in range(min(limit, len(queue)))]
         if not pending:
             return False
         done = [(item, deflated(item[2], self._cache.level)) for item in pending]

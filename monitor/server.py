@@ -43,8 +43,7 @@ __all__ = [
 
 #: The Prometheus text format pantau serves (prometheus_client >= 0.22 calls 1.0.0 "latest").
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-#: A render (and gzip) slower than this (seconds) is logged as a warning: scrapes share the
-#: event loop.
+#: A render (and gzip) slower than this (seconds) is logged as a warning.
 SLOW_RENDER = 0.05
 #: Bodies smaller than this are not worth gzipping.
 _GZIP_MIN = 1024
